@@ -1,0 +1,272 @@
+// Package auth is the one login service every front-end calls (SPEC §3). It
+// looks the user up in the directory, verifies the secret (an app password;
+// the primary password only from a trusted network), asks policy.Decide,
+// writes the audit record, notes the last use and returns a Result whose
+// Outcome maps to the protocol answers of SPEC §4.
+//
+// Unknown users and wrong passwords cost the same: the app-password check (one
+// HMAC and one index lookup) runs whether or not the user exists, and both
+// return the same generic outcome.
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/policy"
+	"github.com/legate-proxy/legate/store"
+)
+
+// Request is one login attempt as a front-end received it.
+type Request struct {
+	User     string
+	Secret   string
+	IP       netip.Addr
+	Protocol string // policy.IMAP, policy.SMTP, policy.LDAP
+	TLS      bool
+	// Client is the client's self-description (IMAP ID, SMTP EHLO name), if any.
+	Client string
+}
+
+// Result is the answer of the login service.
+type Result struct {
+	policy.Decision
+	// User is the proven user; nil unless the credential was proven.
+	User *directory.User
+	// AppPassword is the matched app password; nil for primary-password logins
+	// and failures.
+	AppPassword *store.AppPassword
+}
+
+// Throttler limits repeated failures (SPEC §7). Implementations are safe for
+// concurrent use.
+type Throttler interface {
+	// Check reports whether a try from ip for user is refused outright, and
+	// how long to wait before answering a failure.
+	Check(ip netip.Addr, user string) (delay time.Duration, blocked bool)
+	// Failure records a failed try.
+	Failure(ip netip.Addr, user string)
+	// Success records a successful login.
+	Success(ip netip.Addr, user string)
+}
+
+// Options configure a Service.
+type Options struct {
+	Store     store.Store
+	Directory directory.Directory
+	// Policy is the initial policy; SetPolicy swaps it on reload.
+	Policy *policy.Config
+	// Throttle may be nil: no throttling.
+	Throttle Throttler
+	// Logger gets one line per decision; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Observe, if set, is called after every decision (metrics).
+	Observe func(req Request, res Result, took time.Duration)
+}
+
+// Service is the login service. It is safe for concurrent use.
+type Service struct {
+	store   store.Store
+	dir     atomic.Pointer[directoryBox]
+	policy  atomic.Pointer[policy.Config]
+	throttl Throttler
+	log     *slog.Logger
+	now     func() time.Time
+	observe func(Request, Result, time.Duration)
+}
+
+type directoryBox struct{ d directory.Directory }
+
+// New returns a login service.
+func New(o Options) *Service {
+	s := &Service{store: o.Store, throttl: o.Throttle, log: o.Logger, now: o.Now, observe: o.Observe}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	p := o.Policy
+	if p == nil {
+		d := policy.Default()
+		p = &d
+	}
+	s.policy.Store(p)
+	s.dir.Store(&directoryBox{o.Directory})
+	return s
+}
+
+// SetPolicy atomically replaces the policy for new logins.
+func (s *Service) SetPolicy(p *policy.Config) { s.policy.Store(p) }
+
+// SetDirectory atomically replaces the directory for new logins.
+func (s *Service) SetDirectory(d directory.Directory) { s.dir.Store(&directoryBox{d}) }
+
+// Policy returns the policy in force.
+func (s *Service) Policy() *policy.Config { return s.policy.Load() }
+
+// Directory returns the directory in force.
+func (s *Service) Directory() directory.Directory { return s.dir.Load().d }
+
+// Store returns the app-password store.
+func (s *Service) Store() store.Store { return s.store }
+
+// CredentialsAccepted reports whether credentials may be offered on a
+// connection (SPEC §3 step 1), for what front-ends advertise.
+func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
+	return s.policy.Load().CredentialsAccepted(tls, ip)
+}
+
+// Login decides one login attempt, with every side effect: throttle
+// accounting and delay, audit record, last use, one log line.
+func (s *Service) Login(ctx context.Context, req Request) Result {
+	start := time.Now()
+	res, delay := s.evaluate(ctx, req, true)
+	s.record(req, res)
+	if !res.Allowed() && delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if s.observe != nil {
+		s.observe(req, res, time.Since(start))
+	}
+	return res
+}
+
+// Explain evaluates a login like Login but without side effects: no audit,
+// no last use, no throttle accounting, no delay. With an empty secret the
+// secret is not checked and the trace says so.
+func (s *Service) Explain(ctx context.Context, req Request) Result {
+	res, _ := s.evaluate(ctx, req, false)
+	return res
+}
+
+// evaluate runs the decision. throttle says whether throttling state applies.
+func (s *Service) evaluate(ctx context.Context, req Request, throttle bool) (Result, time.Duration) {
+	pol := s.policy.Load()
+	in := policy.Input{
+		Request: policy.Request{User: req.User, IP: req.IP, Protocol: req.Protocol, TLS: req.TLS},
+		Now:     s.now(),
+	}
+	var delay time.Duration
+	if throttle && s.throttl != nil {
+		var blocked bool
+		delay, blocked = s.throttl.Check(req.IP, store.NormalizeUser(req.User))
+		in.Throttled = blocked
+	}
+	if d, ok := policy.Precheck(pol, in); !ok {
+		return Result{Decision: d}, delay
+	}
+
+	dir := s.dir.Load().d
+	u, err := dir.Lookup(ctx, req.User)
+	switch {
+	case errors.Is(err, directory.ErrNoSuchUser):
+		u = nil
+	case err != nil:
+		s.log.Warn("directory lookup failed", "user", req.User, "proto", req.Protocol, "err", err)
+		return unavailable("directory unavailable"), 0
+	}
+	// The app-password check runs whether or not the user exists, so that
+	// unknown users cost the same as wrong passwords.
+	owner := store.NormalizeUser(req.User)
+	if u != nil {
+		owner = u.Name
+	}
+	var cred *policy.Credential
+	var ap *store.AppPassword
+	rec, err := s.store.Verify(ctx, owner, req.Secret)
+	switch {
+	case err == nil:
+		ap = &rec
+		cred = credentialOf(rec)
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		s.log.Warn("store verify failed", "user", req.User, "proto", req.Protocol, "err", err)
+		return unavailable("store unavailable"), 0
+	}
+	if u != nil && cred == nil && req.Secret != "" && policy.InNetworks(req.IP, pol.TrustedNetworks) {
+		switch err := dir.CheckPassword(ctx, u, req.Secret); {
+		case err == nil:
+			cred = &policy.Credential{Kind: policy.Primary}
+		case errors.Is(err, directory.ErrBadPassword):
+		default:
+			s.log.Warn("directory password check failed", "user", u.Name, "err", err)
+			return unavailable("directory unavailable"), 0
+		}
+	}
+	if u != nil {
+		in.User = &policy.User{Name: u.Name, Groups: u.Groups, Admin: u.Admin,
+			Disabled: u.Disabled, PasswordChanged: u.PasswordChanged}
+	}
+	in.Credential = cred
+	d := policy.Decide(pol, in)
+	res := Result{Decision: d}
+	if cred != nil {
+		res.User = u
+		res.AppPassword = ap
+	}
+	return res, delay
+}
+
+func unavailable(reason string) Result {
+	return Result{Decision: policy.Decision{Outcome: policy.Unavailable, Rule: "unavailable", Reason: reason}}
+}
+
+func credentialOf(ap store.AppPassword) *policy.Credential {
+	return &policy.Credential{
+		Kind: policy.AppPassword, ID: ap.ID, Name: ap.Name, Created: ap.Created,
+		Expires: ap.Expires, Scope: ap.Scope, Networks: ap.Networks, LastUsed: ap.LastUse.Time,
+	}
+}
+
+// record does the side effects of a decision: throttle accounting, audit,
+// last use and the log line.
+func (s *Service) record(req Request, res Result) {
+	user := store.NormalizeUser(req.User)
+	if res.User != nil {
+		user = res.User.Name
+	}
+	if s.throttl != nil {
+		switch res.Outcome {
+		case policy.Allow:
+			s.throttl.Success(req.IP, user)
+		case policy.BadCredentials:
+			s.throttl.Failure(req.IP, user)
+		}
+	}
+	outcome := "deny"
+	if res.Allowed() {
+		outcome = "allow"
+	}
+	var apID string
+	if res.AppPassword != nil {
+		apID = res.AppPassword.ID
+	}
+	s.store.Audit(store.AuditRecord{
+		Time: s.now(), Action: "login", Via: req.Protocol, User: user, Protocol: req.Protocol,
+		IP: req.IP.String(), Outcome: outcome, Rule: string(res.Rule), AppPasswordID: apID,
+		Client: req.Client,
+	})
+	if res.Allowed() && res.AppPassword != nil {
+		s.store.RecordUse(apID, store.LastUse{Time: s.now(), IP: req.IP, Protocol: req.Protocol, Client: req.Client})
+	}
+	level := slog.LevelInfo
+	if !res.Allowed() {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "login",
+		"user", user, "ip", req.IP.String(), "proto", req.Protocol, "tls", req.TLS,
+		"decision", res.Outcome.String(), "rule", string(res.Rule), "app_password", apID)
+}

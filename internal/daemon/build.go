@@ -1,0 +1,104 @@
+// Package daemon assembles a running Legate from a configuration: store,
+// directory, login service, front-ends, admin socket and HTTP endpoints. It
+// starts them in dependency order, stops them in reverse, reloads on SIGHUP or
+// a change of the config file, and drains on SIGTERM.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"io"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/upstream"
+	"github.com/legate-proxy/legate/policy"
+	"github.com/legate-proxy/legate/store"
+)
+
+// NewLogger builds the daemon's logger from log.format and log.level.
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// OpenStore opens the configured app-password store.
+func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Storage.Backend != "" && cfg.Storage.Backend != "bolt" {
+		return nil, fmt.Errorf("storage.backend %q is not available in this build", cfg.Storage.Backend)
+	}
+	return store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+}
+
+// PolicyOf returns the policy configuration.
+func PolicyOf(cfg *config.Config) *policy.Config {
+	p := cfg.PolicyConfig()
+	return &p
+}
+
+// BuildDirectory builds the configured directory, cached for directory.cache_ttl.
+func BuildDirectory(cfg *config.Config) (directory.Directory, error) {
+	switch cfg.Directory.Type {
+	case "", "static":
+		return directory.NewStatic(cfg.StaticUsers())
+	case "ldap":
+		return buildLDAPDirectory(cfg)
+	}
+	return nil, fmt.Errorf("directory.type %q is not supported", cfg.Directory.Type)
+}
+
+// MailUpstream converts upstream.imap or upstream.smtp.
+func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, key string) (*upstream.Config, error) {
+	if !u.Configured() {
+		return nil, nil
+	}
+	tc, err := upstream.ClientTLS(u.CAFile, u.ServerName, u.InsecureSkipVerify)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if u.InsecureSkipVerify {
+		log.Warn("UPSTREAM CERTIFICATE VERIFICATION IS OFF: anyone on the path can read the master credential and every session",
+			"upstream", key, "address", u.Address)
+	}
+	c := &upstream.Config{Address: u.Address, Mode: u.TLS, TLS: tc, MasterUser: u.MasterUser,
+		Login: u.Login, Separator: u.Separator, DialTimeout: dial}
+	if u.MasterPasswordFile != "" {
+		pw, err := config.ReadSecretFile(u.MasterPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.master_password_file: %w", key, err)
+		}
+		c.MasterPassword = pw
+	}
+	return c, nil
+}
+
+// LDAPUpstream converts upstream.ldap.
+func LDAPUpstream(u config.UpstreamLDAP, dial time.Duration, log *slog.Logger) (*upstream.Config, error) {
+	if !u.Configured() {
+		return nil, nil
+	}
+	tc, err := upstream.ClientTLS(u.CAFile, u.ServerName, u.InsecureSkipVerify)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.ldap: %w", err)
+	}
+	if u.InsecureSkipVerify {
+		log.Warn("UPSTREAM CERTIFICATE VERIFICATION IS OFF: anyone on the path can read the service credential and every search",
+			"upstream", "upstream.ldap", "address", u.Address)
+	}
+	c := &upstream.Config{Address: u.Address, Mode: u.TLS, TLS: tc, MasterUser: u.BindDN, DialTimeout: dial}
+	if u.BindPasswordFile != "" {
+		pw, err := config.ReadSecretFile(u.BindPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream.ldap.bind_password_file: %w", err)
+		}
+		c.MasterPassword = pw
+	}
+	return c, nil
+}

@@ -1,0 +1,292 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/admin"
+	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/session"
+	"github.com/legate-proxy/legate/internal/throttle"
+	"github.com/legate-proxy/legate/store"
+)
+
+// Daemon is a running Legate.
+type Daemon struct {
+	log      *slog.Logger
+	cfg      atomic.Pointer[config.Config]
+	store    store.Store
+	auth     *auth.Service
+	registry *session.Registry
+	limiter  *connlimit.Limiter
+	local    *control.Local
+	admin    *admin.Server
+	cert     *certHolder
+	throttle *throttle.Throttle
+	fronts   []*frontListener
+
+	mu sync.Mutex // serialises Reload
+}
+
+// Check builds everything a configuration needs except the store and the
+// listeners: secrets files, certificates, CA files, the directory. It is what
+// `legate check` runs after loading the file.
+func Check(_ context.Context, cfg *config.Config) error {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var errs []error
+	if cfg.TLS.Enabled() {
+		if _, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("tls: %w", err))
+		}
+	}
+	if _, err := BuildDirectory(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := buildUpstreams(cfg, log); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Start opens the store and starts every configured listener. On error,
+// whatever started is stopped again.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
+	d = &Daemon{log: log, registry: session.New()}
+	d.cfg.Store(cfg)
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+	if cfg.TLS.Enabled() {
+		if d.cert, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return d, err
+		}
+	}
+	dir, err := BuildDirectory(cfg)
+	if err != nil {
+		return d, err
+	}
+	ups, err := buildUpstreams(cfg, log)
+	if err != nil {
+		return d, err
+	}
+	if d.store, err = OpenStore(ctx, cfg, log); err != nil {
+		return d, err
+	}
+	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
+	d.throttle = newThrottle(cfg)
+	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
+		Throttle: d.throttle, Logger: log})
+	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
+		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
+	if cfg.Listen.Admin != "" {
+		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
+			return d, err
+		}
+	}
+	if err := d.startFrontEnds(cfg, ups); err != nil {
+		return d, err
+	}
+	log.Info("legate started", "config", cfg.File(), "listeners", d.listenerNames())
+	return d, nil
+}
+
+// Auth returns the login service.
+func (d *Daemon) Auth() *auth.Service { return d.auth }
+
+// Registry returns the live-session registry.
+func (d *Daemon) Registry() *session.Registry { return d.registry }
+
+// Control returns the control operations.
+func (d *Daemon) Control() *control.Local { return d.local }
+
+// Addr returns the bound address of a listener by its config key (imap,
+// imaps, submission, ...), or nil.
+func (d *Daemon) Addr(key string) net.Addr {
+	for _, f := range d.fronts {
+		if f.key == key {
+			return f.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Reload applies a new configuration: policy, directory, limits, throttle,
+// TLS certificate and upstream settings take effect for new logins; sessions
+// now refused by policy are closed. Listener addresses are not changed by a
+// reload (restart for that).
+func (d *Daemon) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dir, err := BuildDirectory(cfg)
+	if err != nil {
+		return err
+	}
+	ups, err := buildUpstreams(cfg, d.log)
+	if err != nil {
+		return err
+	}
+	if d.cert != nil && cfg.TLS.Enabled() {
+		if err := d.cert.load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return err
+		}
+	}
+	d.cfg.Store(cfg)
+	d.auth.SetPolicy(PolicyOf(cfg))
+	d.auth.SetDirectory(dir)
+	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
+	d.throttle.SetLimits(throttleLimits(cfg))
+	d.reconfigureFrontEnds(cfg, ups)
+	d.log.Info("configuration reloaded", "config", cfg.File())
+	return nil
+}
+
+// Shutdown drains: stop accepting, let sessions finish up to ctx, close the
+// rest, flush the store.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, f := range d.fronts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return d.Close()
+}
+
+// Close stops everything at once, in reverse order of Start.
+func (d *Daemon) Close() error {
+	for _, f := range d.fronts {
+		f.srv.Close()
+	}
+	if d.admin != nil {
+		d.admin.Close()
+	}
+	if d.store != nil {
+		return d.store.Close()
+	}
+	return nil
+}
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	ConfigPath string
+	// Stderr receives the logs; nil means os.Stderr.
+	Stderr io.Writer
+	// Started, if set, is called once the daemon runs (tests).
+	Started func(*Daemon)
+}
+
+// Serve runs `legate serve` until ctx ends or SIGTERM/SIGINT: SIGHUP or a
+// change of the config file reloads it (a bad file is refused, the old
+// configuration kept).
+func Serve(ctx context.Context, o ServeOptions) error {
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	log := NewLogger(cfg, o.Stderr)
+	d, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if o.Started != nil {
+		o.Started(d)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changed := watchFile(watchCtx, o.ConfigPath, 2*time.Second)
+	reload := func(why string) {
+		nc, err := config.Load(o.ConfigPath)
+		if err == nil {
+			err = d.Reload(nc)
+		}
+		if err != nil {
+			log.Error("reload refused, keeping the old configuration", "trigger", why, "err", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return d.drain(log)
+		case <-changed:
+			reload("file changed")
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				reload("SIGHUP")
+				continue
+			}
+			log.Info("draining", "signal", s.String(), "grace", d.cfg.Load().Limits.ShutdownGrace.Std())
+			return d.drain(log)
+		}
+	}
+}
+
+func (d *Daemon) drain(log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Load().Limits.ShutdownGrace.Std())
+	defer cancel()
+	err := d.Shutdown(ctx)
+	log.Info("stopped")
+	return err
+}
+
+// watchFile signals when path's modification time or size changes, polled
+// every interval (debounced: one signal per change).
+func watchFile(ctx context.Context, path string, interval time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	go func() {
+		mt, sz := stat()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m, s := stat()
+				if s >= 0 && (!m.Equal(mt) || s != sz) {
+					mt, sz = m, s
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+var _ directory.Directory = (*directory.Static)(nil)

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// fillAudit writes n login records for users u0..u2 at one-minute steps.
+func fillAudit(t *testing.T, b *Bolt, n int, start time.Time) {
+	t.Helper()
+	for i := range n {
+		b.Audit(AuditRecord{
+			Time: start.Add(time.Duration(i) * time.Minute), Action: "login", Via: "imap",
+			User: fmt.Sprintf("U%d", i%3), Protocol: "imap", IP: "192.0.2.1", Outcome: "allow",
+			Detail: fmt.Sprintf("n=%d", i),
+		})
+	}
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAuditLogQuery(t *testing.T) {
+	ctx := context.Background()
+	b := openTest(t, "")
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	fillAudit(t, b, 30, start)
+	details := func(recs []AuditRecord) string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, r.Detail)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		q    AuditQuery
+		want string
+	}{
+		{"limit", AuditQuery{Limit: 3}, "n=27 n=28 n=29"},
+		{"user and limit", AuditQuery{User: " u1 ", Limit: 2}, "n=25 n=28"},
+		{"since", AuditQuery{Since: start.Add(26 * time.Minute)}, "n=26 n=27 n=28 n=29"},
+		{"user since", AuditQuery{User: "u0", Since: start.Add(20 * time.Minute)}, "n=21 n=24 n=27"},
+		{"nothing", AuditQuery{User: "nobody"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := b.AuditLog(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := details(recs); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	all, _ := b.AuditLog(ctx, AuditQuery{})
+	if len(all) != 30 || all[0].Seq != 1 || all[29].Seq != 30 || all[0].Prev != nil || !bytes.Equal(all[1].Prev, all[0].Hash) {
+		t.Errorf("chain fields: got %d records, first seq %d, prev links wrong?", len(all), all[0].Seq)
+	}
+}
+
+// tamper opens the closed database with bbolt directly and applies fn.
+func tamper(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyAudit(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name        string
+		edit        func(tx *bolt.Tx) error
+		wantBroken  uint64
+		wantProblem string
+	}{
+		{"edited bytes", func(tx *bolt.Tx) error {
+			a := tx.Bucket(bucketAudit)
+			v := bytes.Clone(a.Get(seqKey(7)))
+			v = bytes.Replace(v, []byte(`"outcome":"allow"`), []byte(`"outcome":"deny!"`), 1)
+			return a.Put(seqKey(7), v)
+		}, 7, "modified"},
+		{"garbage", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAudit).Put(seqKey(4), []byte("{not json"))
+		}, 4, "does not decode"},
+		{"deleted middle", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAudit).Delete(seqKey(5))
+		}, 5, "missing"},
+		{"deleted tail", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAudit).Delete(seqKey(10))
+		}, 10, "removed from the end"},
+		{"rehashed edit", func(tx *bolt.Tx) error {
+			// Recompute the edited record's own hash: the next link breaks.
+			a := tx.Bucket(bucketAudit)
+			var r AuditRecord
+			if err := jsonUnmarshal(a.Get(seqKey(3)), &r); err != nil {
+				return err
+			}
+			r.Outcome = "deny"
+			h, _ := auditHash(r)
+			r.Hash = h
+			v, _ := jsonMarshal(r)
+			return a.Put(seqKey(3), v)
+		}, 4, "prev hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := openTest(t, dir)
+			fillAudit(t, b, 10, start)
+			res, err := b.VerifyAudit(ctx)
+			if err != nil || !res.OK || res.Records != 10 {
+				t.Fatalf("before tampering: got %+v, %v; want OK with 10 records", res, err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tamper(t, filepath.Join(dir, "legate.db"), tc.edit)
+			b = openTest(t, dir)
+			res, err = b.VerifyAudit(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK || res.BrokenAt != tc.wantBroken || !strings.Contains(res.Problem, tc.wantProblem) {
+				t.Errorf("got %+v, want broken at %d with %q", res, tc.wantBroken, tc.wantProblem)
+			}
+		})
+	}
+}
+
+func TestVerifyAuditEmptyAndAppend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := openTest(t, dir)
+	if res, err := b.VerifyAudit(ctx); err != nil || !res.OK || res.Records != 0 {
+		t.Errorf("empty log: got %+v, %v; want OK with 0", res, err)
+	}
+	fillAudit(t, b, 3, time.Now())
+	b.Close()
+	// The chain continues across restarts.
+	b = openTest(t, dir)
+	fillAudit(t, b, 4, time.Now())
+	res, err := b.VerifyAudit(ctx)
+	if err != nil || !res.OK || res.Records != 7 {
+		t.Errorf("after reopen: got %+v, %v; want OK with 7", res, err)
+	}
+}

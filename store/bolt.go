@@ -1,0 +1,291 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket names. Layout:
+//
+//	passwords  id → JSON AppPassword
+//	index      HMAC-SHA-256(key, Normalize(secret)) → id
+//	byuser     user \x00 id → (empty); a prefix cursor lists or counts a user's passwords
+//	audit      big-endian uint64 seq → JSON AuditRecord
+//	meta       "audit_seq" → big-endian uint64 of the last audit record,
+//	           "audit_head" → hash of the last audit record
+var (
+	bucketPasswords = []byte("passwords")
+	bucketIndex     = []byte("index")
+	bucketByUser    = []byte("byuser")
+	bucketAudit     = []byte("audit")
+	bucketMeta      = []byte("meta")
+
+	metaAuditSeq  = []byte("audit_seq")
+	metaAuditHead = []byte("audit_head")
+)
+
+// Defaults of BoltOptions and CreateRequest.
+const (
+	DefaultLimit         = 40
+	DefaultOpenTimeout   = time.Second
+	DefaultFlushInterval = 2 * time.Second
+	// DefaultMaxPending bounds the in-memory audit queue and last-use map.
+	DefaultMaxPending = 100_000
+)
+
+// BoltOptions configures OpenBolt. The zero value of every field but Path works.
+type BoltOptions struct {
+	// Path of the bbolt database file (created 0600 if missing). Required.
+	Path string
+	// KeyFile is the HMAC key file; empty means "hmac.key" in Path's
+	// directory. It must not be Path itself.
+	KeyFile string
+	// OpenTimeout is how long to wait for the database lock; zero means 1s.
+	OpenTimeout time.Duration
+	// FlushInterval is how often pending last uses and audit records are
+	// written; zero means 2s.
+	FlushInterval time.Duration
+	// MaxPending bounds the queue of audit records waiting for a flush; zero
+	// means 100,000. When it is full the oldest pending record is dropped,
+	// counted, logged, and the gap is itself written to the audit log.
+	MaxPending int
+	// Logger receives flush errors and drop warnings; nil means discard.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Bolt is the bbolt implementation of Store. Create it with OpenBolt.
+type Bolt struct {
+	db       *bolt.DB
+	path     string
+	pidFile  string
+	key      []byte
+	log      *slog.Logger
+	now      func() time.Time
+	interval time.Duration
+	maxPend  int
+
+	// life guards closed against the database being closed under a running
+	// operation: operations hold it for reading, Close for writing.
+	life   sync.RWMutex
+	closed atomic.Bool
+	// endOp is life.RUnlock, bound once so begin does not allocate.
+	endOp func()
+
+	// pmu guards the pending (not yet flushed) last uses and audit records.
+	pmu         sync.Mutex
+	pendingUse  map[string]LastUse
+	pendingAud  []AuditRecord
+	droppedAud  uint64
+	kick        chan struct{} // non-blocking "flush soon" signal
+	flushMu     sync.Mutex    // serialises flushes (audit chain order)
+	stop        chan struct{}
+	flusherDone sync.WaitGroup
+
+	writeTxs atomic.Uint64 // read-write transactions committed (tests, metrics)
+
+	// Verify's login path: the HMAC pool, the in-memory replica of the
+	// passwords bucket and the record a miss is compared against. wmu is
+	// held by Create and Revoke across their write transaction and the
+	// replica update that follows it.
+	hash  *hasher
+	rep   *replica
+	dummy *AppPassword
+	wmu   sync.Mutex
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the database and its HMAC key file,
+// writes a pid file beside the database and starts the background flusher,
+// which Close stops.
+func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Path == "" {
+		return nil, errors.New("store: open: no database path")
+	}
+	keyPath := opts.KeyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(filepath.Dir(opts.Path), "hmac.key")
+	}
+	if filepath.Clean(keyPath) == filepath.Clean(opts.Path) {
+		return nil, fmt.Errorf("store: open: key file %s must not be the database", keyPath)
+	}
+	b := &Bolt{
+		path:       opts.Path,
+		pidFile:    opts.Path + ".pid",
+		log:        opts.Logger,
+		now:        opts.Now,
+		interval:   opts.FlushInterval,
+		maxPend:    opts.MaxPending,
+		pendingUse: make(map[string]LastUse),
+		kick:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+	}
+	b.endOp = b.life.RUnlock
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.interval <= 0 {
+		b.interval = DefaultFlushInterval
+	}
+	if b.maxPend <= 0 {
+		b.maxPend = DefaultMaxPending
+	}
+	timeout := opts.OpenTimeout
+	if timeout <= 0 {
+		timeout = DefaultOpenTimeout
+	}
+
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, &lockedError{path: opts.Path, pid: readPid(b.pidFile)}
+		}
+		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
+	}
+	b.db = db
+	// The key is read only once we hold the database lock, so two processes
+	// racing on first start cannot both create one.
+	key, err := loadOrCreateKey(keyPath)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	b.key = key
+	b.hash = newHasher(key)
+	b.dummy = newDummy()
+	err = b.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPasswords, bucketIndex, bucketByUser, bucketAudit, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: init buckets: %w", opts.Path, err)
+	}
+	if b.rep, err = loadReplica(db, b.log); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
+	}
+	if err := os.WriteFile(b.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		// The pid only improves an error message; do not refuse to start.
+		b.log.Warn("store: cannot write pid file", "file", b.pidFile, "err", err)
+	}
+	b.flusherDone.Add(1)
+	go b.flusher()
+	return b, nil
+}
+
+// Close flushes pending last uses and audit records, stops the flusher and
+// closes the database. Operations after Close return ErrClosed.
+func (b *Bolt) Close() error {
+	b.life.Lock()
+	if b.closed.Load() {
+		b.life.Unlock()
+		return ErrClosed
+	}
+	b.closed.Store(true)
+	b.life.Unlock()
+
+	close(b.stop)
+	b.flusherDone.Wait()
+	ferr := b.flush()
+	cerr := b.db.Close()
+	if data, err := os.ReadFile(b.pidFile); err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(b.pidFile)
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if cerr != nil {
+		return fmt.Errorf("store: close: %w", cerr)
+	}
+	return nil
+}
+
+// begin is called first by every operation that touches the database. It
+// returns a release func to defer, or ErrClosed / the context's error.
+func (b *Bolt) begin(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.life.RLock()
+	if b.closed.Load() {
+		b.life.RUnlock()
+		return nil, ErrClosed
+	}
+	return b.endOp, nil
+}
+
+// update runs fn in a read-write transaction, which bbolt fsyncs on commit,
+// and counts it.
+func (b *Bolt) update(fn func(tx *bolt.Tx) error) error {
+	err := b.db.Update(fn)
+	if err == nil {
+		b.writeTxs.Add(1)
+	}
+	return err
+}
+
+// lockedError is returned when another process holds the database.
+type lockedError struct {
+	path string
+	pid  int // 0: unknown
+}
+
+func (e *lockedError) Error() string {
+	pid := "pid unknown"
+	if e.pid > 0 {
+		pid = "pid " + strconv.Itoa(e.pid)
+	}
+	return fmt.Sprintf("store: database %s is locked by another legate process (%s) — use the admin socket or stop it", e.path, pid)
+}
+
+func (e *lockedError) Unwrap() error { return ErrLocked }
+
+func readPid(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
+// sentinelError has its own message but matches a sentinel with errors.Is.
+type sentinelError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *sentinelError) Error() string { return e.msg }
+func (e *sentinelError) Unwrap() error { return e.sentinel }
+
+func errorf(sentinel error, format string, args ...any) error {
+	return &sentinelError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}

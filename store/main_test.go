@@ -1,0 +1,11 @@
+package store
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if any goroutine (such as a Bolt's flusher)
+// outlives the tests.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
