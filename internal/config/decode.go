@@ -202,7 +202,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 		idx, ok := fields[name]
 		if !ok {
 			msg := fmt.Sprintf("unknown key %q", sub)
-			if s := suggest(name, v.Type()); s != "" {
+			if _, ok := fields[name+"_file"]; ok {
+				msg += fmt.Sprintf(" (secrets are never written inline: put it in a file and set %q)", join(path, name+"_file"))
+			} else if s := suggest(name, v.Type()); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", join(path, s))
 			}
 			d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Key: sub, Msg: msg, bare: true})

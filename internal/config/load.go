@@ -44,7 +44,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	root, err := parseYAML(data)
 	if err != nil {
-		return fail(yamlErrorLine(err), "invalid YAML: "+yamlErrorText(err))
+		line, msg := yamlErrorLine(err), "invalid YAML: "+yamlErrorText(err)
+		if hasTab(data, line) {
+			msg += " (indent with spaces: YAML does not allow tabs)"
+		}
+		return fail(line, msg)
 	}
 
 	c := Default()
@@ -117,6 +121,16 @@ func yamlErrorLine(err error) int {
 
 func yamlErrorText(err error) string {
 	return yamlLineRE.ReplaceAllString(err.Error(), "")
+}
+
+// hasTab reports whether line (1-based) of data starts its indentation with a tab.
+func hasTab(data []byte, line int) bool {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return len(bytes.TrimLeft(l, " \t")) < len(l) && bytes.ContainsRune(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], '\t')
 }
 
 // set reports whether key was given in the file.

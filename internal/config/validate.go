@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,7 +160,9 @@ func (v *validator) listen() {
 			v.add(x.key, "%v", err)
 		}
 	}
-	if l.Admin != "" && len(l.Admin) > maxSocketPath {
+	if base := filepath.Base(l.Admin); l.Admin != "" && hostPort(base, true, 1) == nil && strings.Contains(base, ":") {
+		v.add("listen.admin", "is a unix socket path (e.g. /run/legate/admin.sock), not host:port")
+	} else if l.Admin != "" && len(l.Admin) > maxSocketPath {
 		v.add("listen.admin", "unix socket path %q is %d bytes, longer than the system limit of %d", l.Admin, len(l.Admin), maxSocketPath)
 	}
 }

@@ -7,8 +7,8 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"

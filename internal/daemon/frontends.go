@@ -107,12 +107,3 @@ func (d *Daemon) listenerNames() []string {
 	}
 	return names
 }
-
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || err.Error() == "server closed" ||
-		errors.Is(err, errServerClosedAny)
-}
-
-// errServerClosedAny never matches; servers' own ErrServerClosed values are
-// compared by text in isClosed.
-var errServerClosedAny = errors.New("legate: server closed")

@@ -1,10 +1,79 @@
 package daemon
 
-import "github.com/legate-proxy/legate/internal/config"
+import (
+	"errors"
+	"net"
 
-// listenerSpecs lists the protocol listeners; each front-end adds its own.
+	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/proxy/imap"
+	"github.com/legate-proxy/legate/proxy/ldap"
+	"github.com/legate-proxy/legate/proxy/smtp"
+)
+
+// listenerSpecs lists the protocol listeners in start order.
 func (d *Daemon) listenerSpecs() []listenerSpec {
-	return nil
+	return []listenerSpec{
+		{key: "imap", addr: func(c *config.Config) string { return c.Listen.IMAP }, build: buildIMAP},
+		{key: "imaps", addr: func(c *config.Config) string { return c.Listen.IMAPS }, implicit: true, build: buildIMAP},
+		{key: "submission", addr: func(c *config.Config) string { return c.Listen.Submission }, build: buildSMTP},
+		{key: "submissions", addr: func(c *config.Config) string { return c.Listen.Submissions }, implicit: true, build: buildSMTP},
+		{key: "ldap", addr: func(c *config.Config) string { return c.Listen.LDAP }, build: buildLDAP},
+		{key: "ldaps", addr: func(c *config.Config) string { return c.Listen.LDAPS }, implicit: true, build: buildLDAP},
+	}
 }
 
-var _ = config.Config{}
+func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
+	l := cfg.Limits
+	return imap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.IMAP,
+		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "imap"),
+		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
+		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64())}
+}
+
+func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
+	if ups.IMAP == nil {
+		return nil, nil, errors.New("needs upstream.imap")
+	}
+	srv := imap.NewServer(d.imapOptions(cfg, ups))
+	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.imapOptions(c, u)) }, nil
+}
+
+func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
+	l := cfg.Limits
+	return smtp.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.SMTP,
+		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "smtp"),
+		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
+		MaxMessageBytes: l.MaxMessageSize.Int64(), MaxRecipients: l.MaxRecipients,
+		AllowAnySender: !cfg.Policy.EnforceSender, AllowNullSender: cfg.Policy.AllowNullSender}
+}
+
+func buildSMTP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
+	if ups.SMTP == nil {
+		return nil, nil, errors.New("needs upstream.smtp")
+	}
+	srv := smtp.NewServer(d.smtpOptions(cfg, ups))
+	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.smtpOptions(c, u)) }, nil
+}
+
+func (d *Daemon) ldapOptions(cfg *config.Config, ups *upstreams) ldap.Options {
+	l, u := cfg.Limits, cfg.Upstream.LDAP
+	return ldap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.LDAP,
+		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "ldap"),
+		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
+		MaxPDUSize: int(l.MaxPDUSize.Int64()), PoolSize: u.PoolSize, AllowWrites: u.AllowWrites,
+		Authz: u.Authz, SearchBases: u.SearchBases, Attributes: u.Attributes}
+}
+
+func buildLDAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
+	if ups.LDAP == nil {
+		return nil, nil, errors.New("needs upstream.ldap")
+	}
+	srv := ldap.NewServer(d.ldapOptions(cfg, ups))
+	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.ldapOptions(c, u)) }, nil
+}
+
+// isClosed reports whether a Serve error only says the server was closed.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
+		errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, ldap.ErrServerClosed)
+}

@@ -111,7 +111,7 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(w, "app password: %s\n", pw)
 	if a := d.Addr("imap"); a != nil {
 		fmt.Fprintln(w, "List the INBOX over IMAP (it holds a welcome message):")
-		fmt.Fprintf(w, "curl --user '%s:%s' 'imap://%s/INBOX' --request 'FETCH 1:* (FLAGS BODY[HEADER.FIELDS (SUBJECT FROM)])'\n", demoUser, pw, a)
+		fmt.Fprintf(w, "curl -s --user '%s:%s' 'imap://%s/INBOX' --request 'FETCH 1:* (FLAGS ENVELOPE)'\n", demoUser, pw, a)
 	}
 	if a := d.Addr("submission"); a != nil {
 		fmt.Fprintln(w, "Send yourself a message over SMTP submission, then list the INBOX again:")

@@ -1,0 +1,80 @@
+package cli_test
+
+import (
+	"bufio"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/testenv"
+)
+
+// TestDemo runs `legate demo` as a newcomer would: the printed curl command
+// lists the INBOX with the welcome message, the printed swaks command sends
+// a message through the SMTP front-end, and curl then lists both.
+func TestDemo(t *testing.T) {
+	testenv.Require(t, "curl", "swaks")
+	cmd := exec.Command(legateBin, "demo", "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var user, pw, curl, swaks string
+	deadline := time.After(30 * time.Second)
+	for curl == "" || swaks == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("demo exited early")
+			}
+			switch {
+			case strings.HasPrefix(l, "user: "):
+				user = strings.TrimPrefix(l, "user: ")
+			case strings.HasPrefix(l, "app password: "):
+				pw = strings.TrimPrefix(l, "app password: ")
+			case strings.HasPrefix(l, "curl "):
+				curl = l
+			case strings.HasPrefix(l, "swaks "):
+				swaks = l
+			}
+		case <-deadline:
+			t.Fatal("demo printed no curl and swaks commands within 30s")
+		}
+	}
+	if user != "demo" || !secretRE.MatchString(pw) {
+		t.Fatalf("demo printed user %q, password %q", user, pw)
+	}
+	out, err := exec.Command("sh", "-c", curl).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Welcome to Legate") {
+		t.Fatalf("printed curl command: %v\n%s", err, out)
+	}
+	out, err = exec.Command("sh", "-c", swaks+" --header 'Subject: sent through the demo'").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "250 2.0.0") {
+		t.Fatalf("printed swaks command: %v\n%s", err, out)
+	}
+	out, err = exec.Command("sh", "-c", curl).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "sent through the demo") || strings.Count(string(out), "FETCH") != 2 {
+		t.Fatalf("INBOX after swaks: %v\n%s", err, out)
+	}
+	// A wrong password is refused by the proxy.
+	bad := strings.Replace(curl, pw, "AAAA-BBBB-CCCC-DDDD", 1)
+	if out, err := exec.Command("sh", "-c", bad).CombinedOutput(); err == nil {
+		t.Fatalf("curl with a wrong password succeeded:\n%s", out)
+	}
+}

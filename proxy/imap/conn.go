@@ -1,0 +1,385 @@
+package imap
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/connlimit"
+)
+
+// farewellTimeout bounds the write of a closing "* BYE".
+const farewellTimeout = 500 * time.Millisecond
+
+// Connection states.
+const (
+	statePreauth = iota
+	stateRelay
+)
+
+// conn is one client connection: the pre-auth dialogue, then the relay.
+type conn struct {
+	srv         *Server
+	opts        *Options
+	log         *slog.Logger
+	ip          netip.Addr
+	implicitTLS bool
+	ctx         context.Context
+	cancel      context.CancelFunc
+
+	// Pre-auth state, owned by the connection goroutine.
+	isTLS    bool
+	br       *bufio.Reader
+	p        parser
+	deadline time.Time
+	client   string // from ID: "name/version"
+	bad      int
+
+	mu     sync.Mutex // guards nc, up, state
+	nc     net.Conn   // client connection (a *tls.Conn after STARTTLS)
+	up     net.Conn   // upstream connection, once dialled
+	state  int
+	killed atomic.Bool
+
+	// wsem serialises writes to the client (a channel, so that a farewell
+	// can give up waiting).
+	wsem chan struct{}
+}
+
+func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
+	o := s.opts.Load()
+	c := &conn{srv: s, opts: o, nc: nc, implicitTLS: implicitTLS, ip: connlimit.RemoteIP(nc),
+		wsem: make(chan struct{}, 1)}
+	c.log = o.logger().With("proto", "imap", "ip", c.ip.String())
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	return c
+}
+
+// serve runs the connection to its end.
+func (c *conn) serve() {
+	defer c.srv.untrack(c)
+	defer c.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in connection", "panic", r, "stack", string(debug.Stack()))
+		}
+		c.closeConns()
+	}()
+	if lim := c.opts.Limiter; lim != nil {
+		release, ok := lim.Acquire(c.ip)
+		if !ok {
+			c.log.Warn("connection refused: limit reached")
+			c.farewell("Too many connections, try later")
+			return
+		}
+		defer release()
+	}
+	c.deadline = time.Now().Add(c.opts.preauthTimeout())
+	_ = c.nc.SetDeadline(c.deadline)
+	if c.implicitTLS {
+		tc := tls.Server(c.nc, c.opts.TLS)
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Debug("tls handshake failed", "err", err)
+			return
+		}
+		c.setClient(tc)
+		c.isTLS = true
+	}
+	c.br = bufio.NewReaderSize(c.nc, 4096)
+	c.p = parser{r: c.br, maxLine: c.opts.maxLine(), maxLiteral: c.opts.maxLiteral(),
+		cont: func() error { return c.writeLine("+ Ready for literal") }}
+	if c.writeLine("* OK [CAPABILITY "+c.capabilities()+"] Legate ready") != nil {
+		return
+	}
+	for {
+		cmd, err := c.p.readCommand()
+		if err != nil {
+			if !c.readError(err) {
+				return
+			}
+			continue
+		}
+		if !c.handle(cmd) {
+			return
+		}
+		if c.bad >= c.opts.maxBad() {
+			c.log.Info("too many bad commands before login")
+			c.farewell("Too many invalid commands")
+			return
+		}
+	}
+}
+
+// readError answers a parse error and reports whether to go on.
+func (c *conn) readError(err error) bool {
+	var lit *literalError
+	var syn *syntaxError
+	switch {
+	case c.killed.Load():
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Info("pre-login timeout")
+		c.farewell("Autologout; pre-login timeout")
+		return false
+	case errors.Is(err, errLineTooLong):
+		c.log.Info("line too long before login")
+		c.farewell("Line too long")
+		return false
+	case errors.As(err, &lit):
+		if !lit.Sync {
+			c.log.Info("non-synchronizing literal too big before login", "size", lit.Size)
+			c.farewell("Literal too big")
+			return false
+		}
+		c.bad++
+		return c.writeLine(tagOr(lit.Tag)+" BAD Literal too big") == nil
+	case errors.As(err, &syn):
+		c.bad++
+		return c.writeLine(tagOr(syn.Tag)+" BAD "+syn.Msg) == nil
+	}
+	if !errors.Is(err, io.EOF) {
+		c.log.Debug("read failed", "err", err)
+	}
+	return false
+}
+
+func tagOr(tag string) string {
+	if tag == "" {
+		return "*"
+	}
+	return tag
+}
+
+// handle runs one pre-auth command and reports whether to go on.
+func (c *conn) handle(cmd *command) bool {
+	switch cmd.name {
+	case "CAPABILITY":
+		if len(cmd.args) != 0 {
+			return c.bad1(cmd.tag, "CAPABILITY takes no arguments")
+		}
+		return c.writeLines("* CAPABILITY "+c.capabilities(), cmd.tag+" OK CAPABILITY completed")
+	case "NOOP":
+		return c.writeLine(cmd.tag+" OK NOOP completed") == nil
+	case "LOGOUT":
+		_ = c.writeLines("* BYE Logging out", cmd.tag+" OK LOGOUT completed")
+		return false
+	case "ID":
+		return c.id(cmd)
+	case "STARTTLS":
+		return c.startTLS(cmd)
+	case "LOGIN":
+		if len(cmd.args) != 2 {
+			return c.bad1(cmd.tag, "LOGIN takes a user name and a password")
+		}
+		user, ok1 := cmd.args[0].astring()
+		pass, ok2 := cmd.args[1].astring()
+		if !ok1 || !ok2 {
+			return c.bad1(cmd.tag, "LOGIN takes a user name and a password")
+		}
+		return c.login(cmd.tag, user, pass)
+	case "AUTHENTICATE":
+		return c.authenticate(cmd)
+	}
+	return c.bad1(cmd.tag, "Command not valid before login")
+}
+
+// bad1 answers BAD and counts it.
+func (c *conn) bad1(tag, msg string) bool {
+	c.bad++
+	return c.writeLine(tag+" BAD "+msg) == nil
+}
+
+// capabilities lists what is offered before login.
+func (c *conn) capabilities() string {
+	caps := "IMAP4rev1 LITERAL+ SASL-IR ID"
+	if !c.isTLS && c.opts.TLS != nil {
+		caps += " STARTTLS"
+	}
+	if c.credentialsAccepted() {
+		caps += " AUTH=PLAIN"
+	} else {
+		caps += " LOGINDISABLED"
+	}
+	return caps
+}
+
+func (c *conn) credentialsAccepted() bool {
+	return c.opts.Auth == nil || c.opts.Auth.CredentialsAccepted(c.isTLS, c.ip)
+}
+
+// id answers RFC 2971 ID and keeps the client's name and version.
+func (c *conn) id(cmd *command) bool {
+	fields, ok := idFields(cmd.args)
+	if !ok {
+		return c.bad1(cmd.tag, "Invalid ID arguments")
+	}
+	if name := clean(fields["name"], 64); name != "" {
+		c.client = name
+		if v := clean(fields["version"], 32); v != "" {
+			c.client += "/" + v
+		}
+		c.log = c.log.With("client", c.client)
+	}
+	return c.writeLines(`* ID ("name" "Legate")`, cmd.tag+" OK ID completed")
+}
+
+// idFields parses NIL or a parenthesised list of field/value pairs.
+func idFields(args []token) (map[string]string, bool) {
+	if len(args) == 1 && args[0].kind == tokAtom && strings.EqualFold(args[0].val, "NIL") {
+		return nil, true
+	}
+	if len(args) < 2 || args[0].kind != tokLParen || args[len(args)-1].kind != tokRParen {
+		return nil, false
+	}
+	inner := args[1 : len(args)-1]
+	if len(inner)%2 != 0 || len(inner) > 60 {
+		return nil, false
+	}
+	fields := make(map[string]string)
+	for i := 0; i < len(inner); i += 2 {
+		k, v := inner[i], inner[i+1]
+		if k.kind != tokString || (v.kind != tokString && !(v.kind == tokAtom && strings.EqualFold(v.val, "NIL"))) {
+			return nil, false
+		}
+		if v.kind == tokString {
+			fields[strings.ToLower(k.val)] = v.val
+		}
+	}
+	return fields, true
+}
+
+// clean keeps printable ASCII, at most n bytes.
+func clean(s string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < n; i++ {
+		if s[i] >= 0x20 && s[i] < 0x7f {
+			b.WriteByte(s[i])
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// startTLS upgrades the client connection.
+func (c *conn) startTLS(cmd *command) bool {
+	if c.isTLS || c.opts.TLS == nil || len(cmd.args) != 0 {
+		return c.bad1(cmd.tag, "STARTTLS not available")
+	}
+	if c.writeLine(cmd.tag+" OK Begin TLS negotiation now") != nil {
+		return false
+	}
+	if c.br.Buffered() > 0 {
+		// Plaintext sent after STARTTLS could be injected by a
+		// man in the middle; refuse it (CVE-2011-0411 class).
+		c.log.Warn("data pipelined after STARTTLS; closing")
+		return false
+	}
+	tc := tls.Server(c.nc, c.opts.TLS)
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.Debug("starttls handshake failed", "err", err)
+		return false
+	}
+	c.setClient(tc)
+	c.isTLS = true
+	c.br.Reset(tc)
+	return true
+}
+
+func (c *conn) setClient(nc net.Conn) {
+	c.mu.Lock()
+	c.nc = nc
+	c.mu.Unlock()
+}
+
+func (c *conn) client0() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc
+}
+
+// writeLine writes one response line (CRLF added).
+func (c *conn) writeLine(s string) error { return c.write(s + "\r\n") }
+
+func (c *conn) writeLines(lines ...string) bool {
+	return c.write(strings.Join(lines, "\r\n")+"\r\n") == nil
+}
+
+func (c *conn) write(s string) error {
+	c.wsem <- struct{}{}
+	defer func() { <-c.wsem }()
+	_, err := io.WriteString(c.client0(), s)
+	if err != nil {
+		c.log.Debug("write failed", "err", err)
+	}
+	return err
+}
+
+// farewell writes "* BYE msg" with a short deadline. It gives up when
+// another write holds the connection for longer than that.
+func (c *conn) farewell(msg string) {
+	nc := c.client0()
+	_ = nc.SetDeadline(time.Now().Add(farewellTimeout))
+	t := time.NewTimer(farewellTimeout)
+	defer t.Stop()
+	select {
+	case c.wsem <- struct{}{}:
+		_ = nc.SetWriteDeadline(time.Now().Add(farewellTimeout))
+		_, _ = fmt.Fprintf(nc, "* BYE %s\r\n", msg)
+		<-c.wsem
+	case <-t.C:
+	}
+}
+
+// kill ends the connection from another goroutine (revocation, shutdown):
+// it says BYE with a short deadline and closes both connections.
+func (c *conn) kill(msg string) {
+	if c.killed.Swap(true) {
+		return
+	}
+	c.cancel()
+	c.farewell(msg)
+	c.closeConns()
+}
+
+// shutdownPreauth kills the connection if it is not relaying yet.
+func (c *conn) shutdownPreauth() {
+	c.mu.Lock()
+	pre := c.state == statePreauth
+	c.mu.Unlock()
+	if pre {
+		c.kill("Server shutting down")
+	}
+}
+
+func (c *conn) closeConns() {
+	c.mu.Lock()
+	nc, up := c.nc, c.up
+	c.mu.Unlock()
+	_ = nc.Close()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+// setUpstream records the upstream connection so that kill closes it; it
+// fails when the connection was killed meanwhile.
+func (c *conn) setUpstream(up net.Conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.killed.Load() {
+		return errors.New("imap: connection closed")
+	}
+	c.up = up
+	return nil
+}

@@ -1,0 +1,137 @@
+package imap
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/policy"
+)
+
+// Answers to refused logins (SPEC §4).
+const (
+	ansBadCredentials = "NO [AUTHENTICATIONFAILED] Authentication failed"
+	ansTLSRequired    = "NO [PRIVACYREQUIRED] TLS is required: use STARTTLS or the IMAPS port"
+	ansThrottled      = "NO [UNAVAILABLE] Too many failures, try later"
+	ansUpstreamDown   = "NO [UNAVAILABLE] Upstream server unavailable"
+	ansServiceDown    = "NO [UNAVAILABLE] Service temporarily unavailable, try later"
+)
+
+// denial returns the tagged answer (without the tag) for a refused login.
+func denial(res auth.Result) string {
+	switch res.Outcome {
+	case policy.BadCredentials:
+		return ansBadCredentials
+	case policy.Refused:
+		return "NO [AUTHORIZATIONFAILED] " + reasonOr(res.Reason, "Login refused by policy")
+	case policy.Expired:
+		return "NO [EXPIRED] " + reasonOr(res.Reason, "App password expired")
+	case policy.TLSRequired:
+		return ansTLSRequired
+	case policy.Throttled:
+		return ansThrottled
+	}
+	return ansServiceDown
+}
+
+func reasonOr(reason, def string) string {
+	if r := clean(reason, 200); r != "" {
+		return r
+	}
+	return def
+}
+
+// authenticate runs AUTHENTICATE PLAIN (RFC 4616), with the initial
+// response of SASL-IR (RFC 4959) or after a continuation request.
+func (c *conn) authenticate(cmd *command) bool {
+	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != tokAtom {
+		return c.bad1(cmd.tag, "AUTHENTICATE takes a mechanism and an optional initial response")
+	}
+	if !strings.EqualFold(cmd.args[0].val, "PLAIN") {
+		return c.writeLine(cmd.tag+" NO Unsupported authentication mechanism") == nil
+	}
+	var resp string
+	if len(cmd.args) == 2 {
+		if cmd.args[1].kind != tokAtom {
+			return c.bad1(cmd.tag, "Invalid initial response")
+		}
+		resp = cmd.args[1].val
+	} else {
+		if !c.credentialsAccepted() {
+			return c.writeLine(cmd.tag+" "+ansTLSRequired) == nil
+		}
+		if c.writeLine("+ ") != nil {
+			return false
+		}
+		line, err := c.p.readLine()
+		if err != nil {
+			switch {
+			case errors.Is(err, errLineTooLong):
+				c.farewell("Line too long")
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.farewell("Autologout; pre-login timeout")
+			}
+			return false
+		}
+		resp = string(line)
+	}
+	switch resp {
+	case "*":
+		return c.bad1(cmd.tag, "Authentication cancelled")
+	case "=":
+		resp = ""
+	}
+	raw, err := base64.StdEncoding.DecodeString(resp)
+	if err != nil {
+		return c.bad1(cmd.tag, "Invalid base64 data")
+	}
+	parts := strings.Split(string(raw), "\x00")
+	if len(parts) != 3 {
+		return c.bad1(cmd.tag, "Invalid PLAIN response")
+	}
+	authzid, authcid, secret := parts[0], parts[1], parts[2]
+	if authzid != "" && !strings.EqualFold(authzid, authcid) {
+		return c.writeLine(cmd.tag+" NO [AUTHORIZATIONFAILED] Acting as another user is not supported") == nil
+	}
+	return c.login(cmd.tag, authcid, secret)
+}
+
+// login asks the login service and, when allowed, passes the session on.
+// It reports whether the pre-auth dialogue goes on (false once a session
+// has been relayed, or the connection failed).
+func (c *conn) login(tag, user, secret string) bool {
+	if c.opts.Auth == nil {
+		c.log.Error("no login service configured")
+		return c.writeLine(tag+" "+ansServiceDown) == nil
+	}
+	res := c.opts.Auth.Login(c.ctx, auth.Request{
+		User: user, Secret: secret, IP: c.ip, Protocol: policy.IMAP, TLS: c.isTLS, Client: c.client,
+	})
+	if c.killed.Load() {
+		return false
+	}
+	if !res.Allowed() {
+		return c.writeLine(tag+" "+denial(res)) == nil
+	}
+	if res.User == nil {
+		c.log.Error("login allowed without a user", "user", user)
+		return c.writeLine(tag+" "+ansServiceDown) == nil
+	}
+	log := c.log.With("user", res.User.Name)
+	if c.opts.Upstream == nil {
+		log.Error("no upstream configured")
+		return c.writeLine(tag+" "+ansUpstreamDown) == nil
+	}
+	ul, err := masterLogin(c.ctx, c.opts.Upstream, res.User.Name, c.setUpstream)
+	if err != nil {
+		if c.killed.Load() {
+			return false
+		}
+		log.Warn("upstream login failed", "err", err)
+		return c.writeLine(tag+" "+ansUpstreamDown) == nil
+	}
+	c.session(tag, res, ul)
+	return false
+}

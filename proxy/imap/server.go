@@ -1,0 +1,268 @@
+// Package imap is Legate's IMAP front-end. It runs its own small, bounded
+// pre-authentication dialogue (RFC 9051/3501 greeting, CAPABILITY, NOOP,
+// LOGOUT, ID of RFC 2971, STARTTLS, LOGIN and AUTHENTICATE PLAIN with SASL-IR
+// of RFC 4959, literals with LITERAL+ of RFC 7888), asks the login service,
+// then logs in to the upstream IMAP server as the user with the master
+// credential (SASL PLAIN with authzid, or LOGIN user*master) and relays bytes
+// both ways unchanged, so every upstream extension (IDLE, COMPRESS,
+// CONDSTORE, QRESYNC, ...) works untouched.
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/session"
+	"github.com/legate-proxy/legate/internal/upstream"
+)
+
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
+var ErrServerClosed = errors.New("imap: server closed")
+
+// Authenticator is the login service (implemented by *auth.Service).
+type Authenticator interface {
+	Login(ctx context.Context, req auth.Request) auth.Result
+	CredentialsAccepted(tls bool, ip netip.Addr) bool
+}
+
+var _ Authenticator = (*auth.Service)(nil)
+
+// Options configure a Server. The zero value of each field works as
+// documented; Auth and Upstream are needed for logins to succeed.
+type Options struct {
+	// Auth decides logins; nil refuses every login as unavailable.
+	Auth Authenticator
+	// Sessions registers live sessions for listing and revocation; nil
+	// means sessions are not registered.
+	Sessions *session.Registry
+	// Limiter bounds connections (shared across protocols); nil means
+	// unlimited.
+	Limiter *connlimit.Limiter
+	// Upstream is the IMAP server sessions are passed on to; nil answers
+	// every allowed login with NO [UNAVAILABLE].
+	Upstream *upstream.Config
+	// TLS is the server certificate; nil means no STARTTLS (and ServeTLS
+	// fails).
+	TLS *tls.Config
+	// Logger receives connection and session logs; nil means slog.Default().
+	Logger *slog.Logger
+	// PreauthTimeout bounds the whole dialogue before login (TLS handshake
+	// included); zero means 60s.
+	PreauthTimeout time.Duration
+	// IdleTimeout ends a relayed session with no traffic in either
+	// direction; zero means 30m.
+	IdleTimeout time.Duration
+	// MaxLineLength bounds a command line before login; zero means 8192.
+	MaxLineLength int
+	// MaxLiteralSize bounds a literal before login; zero means 8192.
+	MaxLiteralSize int
+	// MaxBadCommands closes a connection after that many bad commands
+	// before login; zero means 10.
+	MaxBadCommands int
+}
+
+func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
+func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 30*time.Minute) }
+func (o *Options) maxLine() int                  { return orInt(o.MaxLineLength, 8192) }
+func (o *Options) maxLiteral() int               { return orInt(o.MaxLiteralSize, 8192) }
+func (o *Options) maxBad() int                   { return orInt(o.MaxBadCommands, 10) }
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func orInt(n, def int) int {
+	if n > 0 {
+		return n
+	}
+	return def
+}
+
+// Server is the IMAP front-end. Create it with NewServer.
+type Server struct {
+	opts atomic.Pointer[Options]
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // Serve loops and connection goroutines
+
+	bufs *sync.Pool // big relay buffers
+}
+
+// NewServer returns a server with the given options.
+func NewServer(opts Options) *Server {
+	s := &Server{
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		bufs:      newBufPool(),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.SetOptions(opts)
+	return s
+}
+
+// SetOptions replaces the options for new connections (on reload).
+func (s *Server) SetOptions(o Options) { s.opts.Store(&o) }
+
+// Serve accepts plaintext connections on ln (STARTTLS is offered when
+// Options.TLS is set). It returns ErrServerClosed after Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS accepts implicit-TLS connections on ln with Options.TLS.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.Load().TLS == nil {
+		return errors.New("imap: ServeTLS without a TLS config")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := s.newConn(nc, implicitTLS)
+		if !s.track(c) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track registers a connection; false when the server is closing.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// stopAccepting closes the listeners and marks the server closing; it
+// returns the connections live at that moment.
+func (s *Server) stopAccepting() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Shutdown stops accepting, closes connections that are not logged in yet,
+// waits for relayed sessions to end until ctx is done, then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, c := range s.stopAccepting() {
+		c.shutdownPreauth()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.closeAll()
+	<-done
+	return ctx.Err()
+}
+
+// Close closes listeners and every connection at once and waits for their
+// goroutines.
+func (s *Server) Close() error {
+	s.stopAccepting()
+	s.closeAll()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeAll() {
+	s.cancel()
+	s.mu.Lock()
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.kill("Server shutting down")
+	}
+}

@@ -1,0 +1,312 @@
+package ldap
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/directory"
+)
+
+// clientConn is one client connection: a reader goroutine (serve) that
+// decodes and dispatches requests, and a writer goroutine that sends
+// whatever the session or the upstream demux readers queue.
+type clientConn struct {
+	srv  *Server
+	opts *Options
+	log  *slog.Logger
+	ip   netip.Addr
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	ncMu sync.Mutex
+	nc   net.Conn // replaced once by StartTLS
+	br   *bufio.Reader
+	tls  bool
+
+	out        chan []byte
+	flushed    chan struct{} // signalled after the writer sent a flush marker
+	done       chan struct{} // closed when the reader ends
+	writerDone chan struct{}
+	killOnce   sync.Once
+
+	mu          sync.Mutex
+	user        *directory.User // nil: not bound (or anonymous)
+	sessionID   string
+	sessionDone func()
+	ops         map[int64]*op // in flight, by client message ID
+	sticky      *upConn       // upstream connection for paged searches
+}
+
+// flushMarker asks the writer to signal c.flushed once everything queued
+// before it has been written (StartTLS must answer in plaintext first).
+var flushMarker = []byte{}
+
+func newClientConn(s *Server, nc net.Conn, implicitTLS bool) *clientConn {
+	o := s.opts.Load()
+	c := &clientConn{
+		srv: s, opts: o, nc: nc, tls: implicitTLS, ip: connlimit.RemoteIP(nc),
+		out: make(chan []byte, 64), flushed: make(chan struct{}, 1),
+		done: make(chan struct{}), writerDone: make(chan struct{}),
+		ops: make(map[int64]*op),
+	}
+	c.log = o.logger().With("proto", "ldap", "ip", c.ip.String())
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+func (c *clientConn) conn() net.Conn {
+	c.ncMu.Lock()
+	defer c.ncMu.Unlock()
+	return c.nc
+}
+
+func (c *clientConn) isBound() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user != nil
+}
+
+// serve runs the connection until the client leaves, an error, or a kill.
+func (c *clientConn) serve() {
+	defer c.srv.untrack(c)
+	defer c.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("ldap connection panic", "panic", fmt.Sprint(r))
+			c.kill(resultUnavailable, "internal error")
+		}
+	}()
+	if l := c.opts.Limiter; l != nil {
+		release, ok := l.Acquire(c.ip)
+		if !ok {
+			c.log.Warn("ldap connection refused: too many connections")
+			c.kill(resultBusy, "too many connections")
+			return
+		}
+		defer release()
+	}
+	if c.tls {
+		tc := tls.Server(c.nc, c.opts.TLS)
+		tc.SetDeadline(time.Now().Add(c.opts.preauthTimeout()))
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Debug("ldaps handshake failed", "err", err)
+			c.nc.Close()
+			return
+		}
+		c.nc = tc
+	}
+	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	go c.writer()
+	defer c.finish()
+
+	for {
+		timeout := c.opts.preauthTimeout()
+		if c.isBound() {
+			timeout = c.opts.idleTimeout()
+		}
+		c.conn().SetReadDeadline(time.Now().Add(timeout))
+		m, err := readMessage(c.br, c.opts.maxPDU())
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrProtocol):
+				c.log.Warn("ldap protocol error, closing", "err", err)
+				c.kill(resultProtocolError, "malformed message")
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			default:
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					c.kill(resultUnavailable, "idle timeout")
+				}
+			}
+			return
+		}
+		if !c.handle(m) {
+			return
+		}
+	}
+}
+
+// finish tears the connection down: the writer stops, outstanding upstream
+// requests are abandoned, the session is unregistered.
+func (c *clientConn) finish() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	close(c.done)
+	c.conn().Close()
+	<-c.writerDone
+	c.mu.Lock()
+	ops := c.ops
+	c.ops = make(map[int64]*op)
+	c.mu.Unlock()
+	for _, o := range ops {
+		o.conn.abandon(o)
+	}
+	c.endSession()
+}
+
+// endSession unregisters the bound session, if any.
+func (c *clientConn) endSession() {
+	c.mu.Lock()
+	done, user, id := c.sessionDone, c.user, c.sessionID
+	c.user, c.sessionDone, c.sessionID = nil, nil, ""
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
+	if user != nil {
+		c.log.Info("ldap session ended", "user", user.Name, "session", id)
+	}
+}
+
+// kill sends a Notice of Disconnection (RFC 4511 §4.4.1) with a short
+// deadline and closes the connection; the reader then finishes. Safe from
+// any goroutine; only the first call acts.
+func (c *clientConn) kill(code int, diag string) {
+	c.killOnce.Do(func() {
+		c.cancel()
+		nc := c.conn()
+		nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		_, _ = nc.Write(noticeOfDisconnection(code, diag))
+		nc.Close()
+	})
+}
+
+// writer sends queued messages, each under a write deadline.
+func (c *clientConn) writer() {
+	defer close(c.writerDone)
+	for {
+		select {
+		case b := <-c.out:
+			if len(b) == 0 { // flushMarker
+				c.flushed <- struct{}{}
+				continue
+			}
+			nc := c.conn()
+			nc.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout()))
+			if _, err := nc.Write(b); err != nil {
+				nc.Close() // the reader sees it and finishes
+				<-c.done
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// send queues a message for the client; false when the connection is
+// ending. It blocks while the queue is full (back-pressure on the
+// upstream), at most until the writer gives up on a stuck client.
+func (c *clientConn) send(b []byte) bool {
+	select {
+	case c.out <- b:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// reply answers request m with an LDAPResult of the matching type.
+func (c *clientConn) reply(m *message, code int, diag string) {
+	if t := responseTag(m.tag); t != 0 {
+		c.send(resultMessage(m.id, t, code, diag))
+	}
+}
+
+// deliver passes an upstream response for o to the client, with the
+// client's message ID (called by the demux reader).
+func (c *clientConn) deliver(o *op, m *message, final bool) {
+	if final {
+		c.mu.Lock()
+		if c.ops[o.clientID] == o {
+			delete(c.ops, o.clientID)
+		}
+		c.mu.Unlock()
+	}
+	body := m.op
+	if o.filter != nil && m.tag == tagSearchEntry {
+		b, err := o.filter.apply(body)
+		if err != nil {
+			c.log.Warn("ldap: dropping undecodable entry from upstream", "err", err)
+			return
+		}
+		body = b
+	}
+	var ctls [][]byte
+	if m.controls != nil {
+		raws, _, err := splitControls(m.controls)
+		if err == nil {
+			ctls = raws
+		}
+	}
+	c.send(envelope(o.clientID, body, ctls...))
+}
+
+// failOp answers o locally (upstream connection lost).
+func (c *clientConn) failOp(o *op, code int, diag string) {
+	c.mu.Lock()
+	if c.ops[o.clientID] == o {
+		delete(c.ops, o.clientID)
+	}
+	c.mu.Unlock()
+	if o.respTag != 0 {
+		c.send(resultMessage(o.clientID, o.respTag, code, diag))
+	}
+}
+
+// startTLS upgrades the connection after answering success in plaintext.
+func (c *clientConn) startTLS(m *message) bool {
+	c.mu.Lock()
+	busy := len(c.ops) > 0
+	c.mu.Unlock()
+	switch {
+	case c.tls:
+		c.send(extendedResponse(m.id, resultOperationsError, "TLS already established", oidStartTLS, nil))
+		return true
+	case c.opts.TLS == nil:
+		c.send(extendedResponse(m.id, resultProtocolError, "StartTLS not available", oidStartTLS, nil))
+		return true
+	case busy:
+		c.send(extendedResponse(m.id, resultOperationsError, "requests outstanding", oidStartTLS, nil))
+		return true
+	case c.br.Buffered() > 0:
+		c.log.Warn("ldap: data after StartTLS request, closing")
+		c.kill(resultProtocolError, "data after StartTLS request")
+		return false
+	}
+	if !c.send(extendedResponse(m.id, resultSuccess, "", oidStartTLS, nil)) || !c.send(flushMarker) {
+		return false
+	}
+	select {
+	case <-c.flushed:
+	case <-c.done:
+		return false
+	}
+	tc := tls.Server(c.conn(), c.opts.TLS)
+	tc.SetDeadline(time.Now().Add(c.opts.preauthTimeout()))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.Debug("ldap starttls handshake failed", "err", err)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	c.ncMu.Lock()
+	c.nc = tc
+	c.ncMu.Unlock()
+	c.br = bufio.NewReaderSize(tc, 16<<10)
+	c.tls = true
+	return true
+}

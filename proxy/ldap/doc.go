@@ -1,0 +1,50 @@
+// Package ldap is Legate's LDAP front-end: a message-level proxy (RFC 4511)
+// that accepts simple binds with app passwords and forwards the client's
+// requests to the upstream directory on the user's behalf.
+//
+// Messages are read with a bounded reader (the BER length is checked
+// against Options.MaxPDUSize before anything is allocated, nesting is
+// limited, indefinite lengths are refused) and decoded with
+// github.com/go-asn1-ber/asn1-ber; anything malformed ends the connection
+// with a Notice of Disconnection carrying protocolError.
+//
+// Before a successful bind a client may only bind, StartTLS (RFC 4513
+// §3, OID 1.3.6.1.4.1.1466.20037), ask WhoAmI (RFC 4532, answered locally),
+// unbind, abandon and read the root DSE (forwarded as the service account).
+// An anonymous bind succeeds but grants nothing more; a name with an empty
+// password is an "unauthenticated bind" and is refused (unwillingToPerform),
+// SASL binds get authMethodNotSupported. The bind itself is decided by the
+// login service (internal/auth); its outcome maps to the codes of SPEC §4.
+//
+// After a bind, search and compare (and, with Options.AllowWrites, add,
+// modify, delete, modify DN and the password modify extended operation)
+// go to a pool of upstream connections bound as the service account
+// (upstream.ldap.bind_dn). Connections are multiplexed: each request gets
+// a fresh message ID on its upstream connection, and one reader per
+// connection routes responses back, streaming search entries as they
+// arrive (a bounded per-client queue gives back-pressure; a client that
+// stops reading for WriteTimeout is disconnected, and until then it can
+// delay the other sessions that share its upstream connection). Paged
+// searches (RFC 2696) stick to one upstream connection per session, since
+// cookies belong to the connection that issued them. Abandon is forwarded
+// with the upstream's message ID.
+//
+// Authorization, Options.Authz:
+//
+//   - "proxied" (default): every request carries a critical Proxied
+//     Authorization control (RFC 4370) with "dn:<user DN>", so the
+//     directory's own ACLs apply to the user. A client that sends its own
+//     proxied-authorization control gets insufficientAccessRights (50):
+//     only Legate decides whom a request runs as.
+//   - "service": for directories without RFC 4370 (Active Directory).
+//     Requests run as the service account, confined to Options.SearchBases
+//     (base or entry DNs outside them get insufficientAccessRights), and
+//     search entries keep only Options.Attributes. The trade-off: the
+//     directory cannot tell users apart, so every user sees what the
+//     service account sees inside those bases; per-user ACLs do not apply,
+//     search filters may still test attributes that are stripped from the
+//     answers, and password changes are refused.
+//
+// Revocation (session.Registry kill) sends a Notice of Disconnection
+// (RFC 4511 §4.4.1, resultCode unavailable) and closes the connection.
+package ldap

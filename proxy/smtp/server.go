@@ -1,0 +1,308 @@
+// Package smtp is Legate's SMTP submission front-end (RFC 6409): it accepts
+// client connections on the submission port (STARTTLS, RFC 3207) or over
+// implicit TLS (RFC 8314), authenticates users with AUTH PLAIN (RFC 4616) or
+// AUTH LOGIN through the login service, enforces that MAIL FROM is one of the
+// user's addresses, and relays each transaction to the upstream submission
+// server, logged in as the user with the master credential (SASL PLAIN with
+// authzid, RFC 4954). DATA is streamed to the upstream as it arrives, never
+// held in memory; the upstream's replies, enhanced status codes (RFC 3463)
+// included, are passed back. SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8
+// (RFC 6531), DSN (RFC 3461), PIPELINING (RFC 2920) and CHUNKING (RFC 3030)
+// are offered to clients.
+//
+// The SMTP protocol engine is github.com/emersion/go-smtp; this package
+// supplies its Session, the connection wrapping (deadlines, limits) and the
+// relay.
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/session"
+	"github.com/legate-proxy/legate/internal/upstream"
+)
+
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
+var ErrServerClosed = errors.New("smtp: server closed")
+
+// Authenticator is the login service as this front-end uses it;
+// *auth.Service implements it.
+type Authenticator interface {
+	Login(ctx context.Context, req auth.Request) auth.Result
+	CredentialsAccepted(tls bool, ip netip.Addr) bool
+}
+
+var _ Authenticator = (*auth.Service)(nil)
+
+// Defaults of the Options fields.
+const (
+	DefaultPreauthTimeout     = 60 * time.Second
+	DefaultIdleTimeout        = 30 * time.Minute
+	DefaultWriteTimeout       = 60 * time.Second
+	DefaultSubmissionTimeout  = 10 * time.Minute
+	DefaultMaxMessageBytes    = 50 << 20
+	DefaultMaxRecipients      = 100
+	DefaultMaxLineLength      = 2000
+	DefaultMaxPreauthCommands = 20
+)
+
+// Options configure a Server. The zero value of every field but Auth and
+// Upstream works.
+type Options struct {
+	// Auth decides logins. Required.
+	Auth Authenticator
+	// Sessions registers authenticated sessions so that revocation can close
+	// them; nil means sessions are not registered.
+	Sessions *session.Registry
+	// Limiter bounds connections per IP and in total; nil means unlimited.
+	Limiter *connlimit.Limiter
+	// Upstream is the submission server transactions are relayed to.
+	// Required.
+	Upstream *upstream.Config
+	// TLS is the server certificate: STARTTLS on Serve, implicit TLS on
+	// ServeTLS. nil means no STARTTLS (and ServeTLS fails).
+	TLS *tls.Config
+	// Logger gets one line per connection event; nil means slog.Default().
+	Logger *slog.Logger
+	// Domain is the host name in the greeting and in EHLO to the upstream;
+	// empty means os.Hostname(), or "localhost".
+	Domain string
+	// PreauthTimeout bounds the time from connect to successful AUTH; zero
+	// means 60s.
+	PreauthTimeout time.Duration
+	// IdleTimeout ends an authenticated session that sends nothing for that
+	// long. It is refreshed on every read, so a slow but live DATA is not
+	// cut off. Zero means 30m.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client; zero means 60s.
+	WriteTimeout time.Duration
+	// SubmissionTimeout bounds the wait for the upstream's reply after the
+	// end of DATA; zero means 10m. Other upstream I/O is bounded by
+	// Upstream.IOTimeout.
+	SubmissionTimeout time.Duration
+	// MaxMessageBytes is the SIZE limit; zero means 50 MiB.
+	MaxMessageBytes int64
+	// MaxRecipients per message; zero means 100.
+	MaxRecipients int
+	// MaxLineLength bounds command lines and DATA lines; zero means 2000.
+	MaxLineLength int
+	// MaxPreauthCommands is how many commands that reach the session (EHLO,
+	// HELO, RSET, AUTH, MAIL) a client may send before authenticating; the
+	// next one gets 421 and the connection is closed. Unknown commands are
+	// bounded separately (the fourth error closes the connection) and every
+	// command by PreauthTimeout. Zero means 20.
+	MaxPreauthCommands int
+	// AllowAnySender turns off policy.enforce_sender: when false (the
+	// default, enforce_sender: true) MAIL FROM must be one of the user's
+	// addresses (domain compared case-insensitively, local part exactly).
+	AllowAnySender bool
+	// AllowNullSender permits MAIL FROM:<> (bounces); false refuses it.
+	AllowNullSender bool
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+func (o *Options) domain() string {
+	if o.Domain != "" {
+		return o.Domain
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func orInt[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Server is the SMTP submission front-end. Create it with NewServer.
+type Server struct {
+	opts atomic.Pointer[Options]
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server using opts.
+func NewServer(opts Options) *Server {
+	s := &Server{listeners: make(map[net.Listener]struct{}), conns: make(map[*conn]struct{})}
+	s.SetOptions(opts)
+	return s
+}
+
+// SetOptions replaces the options for new connections (on reload); live
+// connections keep the options they started with.
+func (s *Server) SetOptions(o Options) {
+	s.opts.Store(&o)
+}
+
+// Serve accepts plaintext connections on ln (submission, STARTTLS offered
+// when Options.TLS is set) until Shutdown or Close, then returns
+// ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTLS accepts connections on ln and runs implicit TLS on them
+// (submissions) with Options.TLS.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.Load().TLS == nil {
+		return errors.New("smtp: ServeTLS: no TLS configuration")
+	}
+	return s.serve(ln, true)
+}
+
+func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			raw.Close()
+			return ErrServerClosed
+		}
+		c := newConn(s, s.opts.Load(), raw, implicitTLS)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer s.forget(c)
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// stopAccepting closes the listeners and marks the server closing.
+func (s *Server) stopAccepting() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	s.closing = true
+	var err error
+	for ln := range s.listeners {
+		if cerr := ln.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// closeConns closes the connections for which pick returns true.
+func (s *Server) closeConns(pick func(*conn) bool) {
+	s.mu.Lock()
+	var victims []*conn
+	for c := range s.conns {
+		if pick(c) {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.close()
+	}
+}
+
+// Shutdown stops accepting, closes connections that have not
+// authenticated, and waits for authenticated sessions to end until ctx is
+// done; then it closes them and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.stopAccepting(); errors.Is(err, ErrServerClosed) {
+		return err
+	}
+	s.closeConns(func(c *conn) bool { return !c.authenticated.Load() })
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns(func(*conn) bool { return true })
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once and waits for
+// the connection goroutines to end.
+func (s *Server) Close() error {
+	err := s.stopAccepting()
+	if errors.Is(err, ErrServerClosed) {
+		return err
+	}
+	s.closeConns(func(*conn) bool { return true })
+	s.wg.Wait()
+	return err
+}
