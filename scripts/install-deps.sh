@@ -11,6 +11,7 @@ pkgs=(
   slapd ldap-utils libsasl2-modules
   postfix
   curl swaks python3 msmtp isync
+  chromium
   ca-certificates openssl
 )
 

@@ -3,14 +3,26 @@
 //
 // The file is decoded strictly through yaml.Node: unknown keys, wrong types,
 // bad durations, CIDRs and enums are reported with file:line and the key path,
-// all of them at once, sorted by line (see Error and Errors). Durations accept
-// Go syntax plus days ("90d"); CIDRs are IPv4 or IPv6 and must not have host
-// bits set. A key given as null (`key:` with no value) keeps its default.
+// all of them at once, sorted by line (see Error and Errors). Validate then
+// checks the combinations (a listener needs its upstream, implicit TLS needs
+// tls.*, directory.type ldap needs base_dn and a user_filter with %s, ...).
 //
-// Relative paths in the file (every *_file key, storage.path, listen.admin)
-// are resolved against the directory of the configuration file, so a config
-// and its data can move together. Secrets are never inline: they are read from
-// *_file paths with ReadSecretFile.
+// Conventions:
+//   - Durations are Go syntax plus days ("90d", "1d12h"); sizes are bytes or
+//     "64KiB", "50MB". CIDRs are IPv4 or IPv6; host bits must be zero; a bare
+//     address means that one host.
+//   - A key given as null (`key:` with no value) keeps its default.
+//   - Relative paths (every *_file key, storage.path, listen.admin) resolve
+//     against the directory of the configuration file. storage.path defaults
+//     to "legate.db" beside the file; storage.key_file and
+//     portal.session_key_file default to "hmac.key" and "portal.key" beside
+//     storage.path.
+//   - Secrets are never inline: there are only *_file keys, read with
+//     ReadSecretFile.
+//   - DNs in flow lists must be quoted: YAML reads [cn=a,dc=b] as two items,
+//     which is reported as an error for DN-valued keys.
+//   - Merge keys (<<) are refused; anchors and aliases work, with the total
+//     work bounded.
 //
 // Keys beyond SPEC §8 (Legate additions): log.*, storage.backend,
 // storage.etcd.*, limits.max_line_length, max_literal_size, max_message_size,

@@ -150,7 +150,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	d.cfg.Store(cfg)
 	d.auth.SetPolicy(PolicyOf(cfg))
+	old := d.auth.Directory()
 	d.auth.SetDirectory(dir)
+	closeDirectory(old)
 	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle.SetLimits(throttleLimits(cfg))
 	d.reconfigureFrontEnds(cfg, ups)
@@ -180,6 +182,9 @@ func (d *Daemon) Close() error {
 	}
 	if d.admin != nil {
 		d.admin.Close()
+	}
+	if d.auth != nil {
+		closeDirectory(d.auth.Directory())
 	}
 	if d.store != nil {
 		return d.store.Close()
@@ -289,4 +294,9 @@ func watchFile(ctx context.Context, path string, interval time.Duration) <-chan 
 	return ch
 }
 
-var _ directory.Directory = (*directory.Static)(nil)
+// closeDirectory releases a directory's connections, if it holds any.
+func closeDirectory(dir directory.Directory) {
+	if c, ok := dir.(io.Closer); ok {
+		c.Close()
+	}
+}

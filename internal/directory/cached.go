@@ -116,3 +116,11 @@ func copyUser(u *User) *User {
 	v.Groups = append([]string(nil), u.Groups...)
 	return &v
 }
+
+// Close releases the wrapped directory's connections, if it holds any.
+func (c *Cached) Close() error {
+	if cl, ok := c.d.(interface{ Close() error }); ok {
+		return cl.Close()
+	}
+	return nil
+}

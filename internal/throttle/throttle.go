@@ -33,6 +33,7 @@ package throttle
 
 import (
 	"hash/maphash"
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -80,7 +81,9 @@ func (l Limits) withDefaults() Limits {
 // Options configure New. The zero value gives the documented defaults.
 type Options struct {
 	Limits
-	// MaxEntries bounds each of the two tables; zero means 100,000.
+	// MaxEntries bounds each of the two tables; zero means 100,000. A full
+	// table evicts its least recently used entry. An entry costs about 200
+	// bytes, so a full default table uses about 20 MB.
 	MaxEntries int
 	// FreeFailures is how many failures in a window are answered without
 	// delay; zero means 2, negative means none.
@@ -136,6 +139,7 @@ func New(o Options) *Throttle {
 	if n <= 0 {
 		n = DefaultMaxEntries
 	}
+	n = min(n, math.MaxInt32) // slots are indexed by int32
 	t.ips = newLRU[netip.Prefix](n)
 	t.users = newLRU[userKey](n)
 	t.SetLimits(o.Limits)

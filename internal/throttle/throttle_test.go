@@ -158,6 +158,7 @@ func TestBlocking(t *testing.T) {
 			setup:  func(th *Throttle) { fail(th, "2001:db8:1:2::1", "alice", 2) },
 			tries: []try{
 				{"2001:db8:1:2::77", "alice", true},
+				{"2001:db8:1:2::77%eth0", "alice", true}, // zones do not matter
 				{"2001:db8:9::1", "alice", false},
 			},
 		},
@@ -282,9 +283,12 @@ func TestBoundedMemory(t *testing.T) {
 	addrOf := func(i int) netip.Addr {
 		return netip.AddrFrom4([4]byte{10 + byte(i>>24), byte(i >> 16), byte(i >> 8), byte(i)})
 	}
+	users := make([]string, 5000)
+	for i := range users {
+		users[i] = fmt.Sprint("u", i)
+	}
 	for i := range 1_000_000 {
-		addr := addrOf(i)
-		th.Failure(addr, fmt.Sprint("u", i%5000))
+		th.Failure(addrOf(i), users[i%len(users)])
 		if i%100_000 == 0 {
 			if c, u := th.Len(); c > cap || u > cap {
 				t.Fatalf("after %d failures: tables hold %d and %d entries, want ≤ %d", i+1, c, u, cap)

@@ -81,7 +81,9 @@ func (c *conn) serve() {
 		release, ok := lim.Acquire(c.ip)
 		if !ok {
 			c.log.Warn("connection refused: limit reached")
-			c.farewell("Too many connections, try later")
+			if !c.implicitTLS { // no plaintext BYE into a TLS handshake
+				c.farewell("Too many connections, try later")
+			}
 			return
 		}
 		defer release()
@@ -89,6 +91,10 @@ func (c *conn) serve() {
 	c.deadline = time.Now().Add(c.opts.preauthTimeout())
 	_ = c.nc.SetDeadline(c.deadline)
 	if c.implicitTLS {
+		if c.opts.TLS == nil {
+			c.log.Error("implicit-TLS connection without a TLS config")
+			return
+		}
 		tc := tls.Server(c.nc, c.opts.TLS)
 		if err := tc.HandshakeContext(c.ctx); err != nil {
 			c.log.Debug("tls handshake failed", "err", err)

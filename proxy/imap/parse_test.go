@@ -149,4 +149,3 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
-

@@ -45,7 +45,7 @@ type clientConn struct {
 	sessionID   string
 	sessionDone func()
 	ops         map[int64]*op // in flight, by client message ID
-	sticky      *upConn       // upstream connection for paged searches
+	sticky      *upConn       // the session's own upstream connection for paged searches
 }
 
 // flushMarker asks the writer to signal c.flushed once everything queued
@@ -104,9 +104,11 @@ func (c *clientConn) serve() {
 			c.nc.Close()
 			return
 		}
+		c.ncMu.Lock()
 		c.nc = tc
+		c.ncMu.Unlock()
 	}
-	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	c.br = bufio.NewReaderSize(c.conn(), 16<<10)
 	go c.writer()
 	defer c.finish()
 
@@ -155,6 +157,11 @@ func (c *clientConn) finish() {
 	for _, o := range ops {
 		o.conn.abandon(o)
 	}
+	c.mu.Lock()
+	sticky := c.sticky
+	c.sticky = nil
+	c.mu.Unlock()
+	sticky.closePrivate()
 	c.endSession()
 }
 

@@ -1,11 +1,17 @@
 package ldap_test
 
 import (
+	"context"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	ldapproxy "github.com/legate-proxy/legate/proxy/ldap"
+	"github.com/legate-proxy/legate/store"
 )
 
 func TestE2EPerUserRights(t *testing.T) {
@@ -155,5 +161,49 @@ func TestE2ERevokeOnPasswordChange(t *testing.T) {
 	fresh, _ := e.appPassword(t, "alice", "new")
 	if out, code := bind(fresh); code != 0 {
 		t.Errorf("new app password: exit %d %q, want 0", code, out)
+	}
+}
+
+func TestE2ERevocationClosesSession(t *testing.T) {
+	checkLeaks(t)
+	e := newEnv(t, envOptions{})
+	file, id := e.appPassword(t, "alice", "laptop")
+	secret, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ldap.DialURL(e.url(), ldap.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(5 * time.Second)
+	if err := c.StartTLS(e.certs.ClientTLS.Clone()); err != nil {
+		t.Fatalf("StartTLS: %v", err)
+	}
+	if err := c.Bind("alice", string(secret)); err != nil {
+		t.Fatalf("Bind: %v", err)
+	}
+	res, err := c.Search(ldap.NewSearchRequest("ou=projects,"+e.slapd.BaseDN, ldap.ScopeWholeSubtree, 0, 0, 0, false,
+		"(cn=*)", []string{"cn"}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("cn") != "apollo" {
+		t.Fatalf("Search: got %v %v, want apollo only", res, err)
+	}
+	if _, err := e.store.Revoke(context.Background(), "alice", store.Selector{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n := e.sessions.KillAppPasswords(id); n != 1 {
+		t.Fatalf("killed %d sessions, want 1", n)
+	}
+	for !c.IsClosing() && time.Since(start) < 2*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := time.Since(start); !c.IsClosing() || took > time.Second {
+		t.Errorf("session closed after %v (closing %v), want within 1s", took, c.IsClosing())
+	}
+	out, code := e.run(t, "ldapwhoami", "-ZZ", "-x", "-H", e.url(), "-D", "alice", "-y", file)
+	if code != 49 {
+		t.Errorf("bind with the revoked password: exit %d %q, want 49", code, out)
 	}
 }

@@ -205,27 +205,26 @@ func (c *clientConn) forward(m *message, asService bool, filter *attrFilter) {
 	}
 }
 
-// upstreamFor picks the upstream connection: paged searches stick to one
-// connection per session, because paging cookies belong to the upstream
-// connection that issued them; everything else goes to the least busy.
+// upstreamFor picks the upstream connection: paged searches use a
+// connection of the session's own (see pool.private), everything else the
+// least busy pooled one.
 func (c *clientConn) upstreamFor(paged bool) (*upConn, error) {
-	if paged {
-		c.mu.Lock()
-		u := c.sticky
-		c.mu.Unlock()
-		if u != nil && !u.isDead() {
-			return u, nil
-		}
-	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.ioTimeout())
 	defer cancel()
-	u, err := c.srv.pool.get(ctx)
-	if err == nil && paged {
-		c.mu.Lock()
-		c.sticky = u
-		c.mu.Unlock()
+	if !paged {
+		return c.srv.pool.get(ctx)
 	}
-	return u, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sticky != nil && !c.sticky.isDead() {
+		return c.sticky, nil
+	}
+	u, err := c.srv.pool.private(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.sticky = u
+	return u, nil
 }
 
 // extended handles an ExtendedRequest: StartTLS and WhoAmI locally,

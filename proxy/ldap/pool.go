@@ -108,15 +108,11 @@ func (p *pool) get(ctx context.Context) (*upConn, error) {
 		}
 		return dialing, nil
 	}
-	u := &upConn{pool: p, ready: make(chan struct{}), pending: make(map[int64]*op),
-		ioTO: o.ioTimeout(), maxPD: o.maxPDU(), log: o.logger()}
+	u := p.newConn(o)
 	p.conns[free] = u
 	p.mu.Unlock()
 
-	if err := u.connect(ctx, o.Upstream); err != nil {
-		u.err = err
-		u.dead = true
-		close(u.ready)
+	if err := p.start(ctx, u, o); err != nil {
 		p.mu.Lock()
 		if p.conns[free] == u {
 			p.conns[free] = nil
@@ -127,20 +123,58 @@ func (p *pool) get(ctx context.Context) (*upConn, error) {
 		}
 		return nil, err
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		u.nc.Close()
-		u.dead = true
-		u.err = errNoUpstream
-		close(u.ready)
-		return nil, errNoUpstream
+	return u, nil
+}
+
+// private dials a connection outside the shared slots, for one session's
+// paged searches: slapd keeps one paged-results state per connection, so
+// two sessions paging over one connection would spoil each other's
+// cookies. The caller closes it (closePrivate) when the session ends.
+func (p *pool) private(ctx context.Context) (*upConn, error) {
+	o := p.opts()
+	u := p.newConn(o)
+	if err := p.start(ctx, u, o); err != nil {
+		return nil, err
 	}
-	p.wg.Add(1)
-	p.mu.Unlock()
+	return u, nil
+}
+
+// closePrivate closes a connection from private; its reader ends by itself.
+func (u *upConn) closePrivate() {
+	if u != nil && u.nc != nil {
+		u.nc.Close()
+	}
+}
+
+func (p *pool) newConn(o *Options) *upConn {
+	return &upConn{pool: p, ready: make(chan struct{}), pending: make(map[int64]*op),
+		ioTO: o.ioTimeout(), maxPD: o.maxPDU(), log: o.logger()}
+}
+
+// start connects u and starts its reader; on error u is marked dead.
+func (p *pool) start(ctx context.Context, u *upConn, o *Options) error {
+	err := u.connect(ctx, o.Upstream)
+	if err == nil {
+		p.mu.Lock()
+		if p.closed {
+			u.nc.Close()
+			err = errNoUpstream
+		} else {
+			p.wg.Add(1)
+		}
+		p.mu.Unlock()
+	}
+	if err != nil {
+		u.err = err
+		u.mu.Lock()
+		u.dead = true
+		u.mu.Unlock()
+		close(u.ready)
+		return err
+	}
 	close(u.ready)
 	go u.demux()
-	return u, nil
+	return nil
 }
 
 // close closes every connection and waits for their readers.

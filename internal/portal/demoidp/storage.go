@@ -1,0 +1,305 @@
+package demoidp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// authRequest is one authorization request, from /authorize to the token.
+type authRequest struct {
+	id, clientID, redirectURI, state, nonce string
+	scopes                                  []string
+	responseType                            oidc.ResponseType
+	responseMode                            oidc.ResponseMode
+	challenge                               *oidc.CodeChallenge
+	created                                 time.Time
+
+	// Set by the login page.
+	done     bool
+	subject  string
+	amr      []string
+	acr      string
+	authTime time.Time
+}
+
+var _ op.AuthRequest = (*authRequest)(nil)
+
+func (a *authRequest) GetID() string                         { return a.id }
+func (a *authRequest) GetACR() string                        { return a.acr }
+func (a *authRequest) GetAMR() []string                      { return a.amr }
+func (a *authRequest) GetAudience() []string                 { return []string{a.clientID} }
+func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }
+func (a *authRequest) GetClientID() string                   { return a.clientID }
+func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return a.challenge }
+func (a *authRequest) GetNonce() string                      { return a.nonce }
+func (a *authRequest) GetRedirectURI() string                { return a.redirectURI }
+func (a *authRequest) GetResponseType() oidc.ResponseType    { return a.responseType }
+func (a *authRequest) GetResponseMode() oidc.ResponseMode    { return a.responseMode }
+func (a *authRequest) GetScopes() []string                   { return a.scopes }
+func (a *authRequest) GetState() string                      { return a.state }
+func (a *authRequest) GetSubject() string                    { return a.subject }
+func (a *authRequest) Done() bool                            { return a.done }
+
+// client is the one relying party the provider knows.
+type client struct {
+	id, secret string
+	redirects  []string
+}
+
+var _ op.Client = (*client)(nil)
+
+func (c *client) GetID() string                      { return c.id }
+func (c *client) RedirectURIs() []string             { return c.redirects }
+func (c *client) PostLogoutRedirectURIs() []string   { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
+func (c *client) AuthMethod() oidc.AuthMethod        { return oidc.AuthMethodBasic }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *client) LoginURL(id string) string    { return "/signin?id=" + id }
+func (c *client) AccessTokenType() op.AccessTokenType {
+	return op.AccessTokenTypeBearer
+}
+func (c *client) IDTokenLifetime() time.Duration { return 5 * time.Minute }
+
+// DevMode allows http:// redirect URIs (loopback demo and tests).
+func (c *client) DevMode() bool {
+	return slices.ContainsFunc(c.redirects, func(u string) bool { return strings.HasPrefix(u, "http://") })
+}
+func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) IsScopeAllowed(string) bool            { return false }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) ClockSkew() time.Duration             { return 0 }
+
+// signingKey is the provider's RSA key (RS256), made at start.
+type signingKey struct {
+	id  string
+	key *rsa.PrivateKey
+}
+
+func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (k *signingKey) Key() any                                    { return k.key }
+func (k *signingKey) ID() string                                  { return k.id }
+
+type publicKey struct{ *signingKey }
+
+func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (k publicKey) Use() string                        { return "sig" }
+func (k publicKey) Key() any                           { return &k.key.PublicKey }
+
+// storage is the in-memory op.Storage of the provider.
+type storage struct {
+	client client
+	key    *signingKey
+
+	mu       sync.Mutex
+	users    map[string]*User // by subject
+	requests map[string]*authRequest
+	codes    map[string]string // code → request id
+}
+
+var _ op.Storage = (*storage)(nil)
+var _ op.CanSetUserinfoFromRequest = (*storage)(nil)
+
+var errNotFound = errors.New("demoidp: not found")
+
+func newStorage(c client) (*storage, error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("demoidp: key: %w", err)
+	}
+	return &storage{
+		client:   c,
+		key:      &signingKey{id: rand.Text()[:8], key: k},
+		users:    map[string]*User{},
+		requests: map[string]*authRequest{},
+		codes:    map[string]string{},
+	}, nil
+}
+
+func (s *storage) CreateAuthRequest(_ context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	if slices.Equal(r.Prompt, []string{oidc.PromptNone}) {
+		return nil, oidc.ErrLoginRequired()
+	}
+	a := &authRequest{id: rand.Text(), clientID: r.ClientID, redirectURI: r.RedirectURI, state: r.State,
+		nonce: r.Nonce, scopes: r.Scopes, responseType: r.ResponseType, responseMode: r.ResponseMode,
+		created: time.Now()}
+	if r.CodeChallenge != "" {
+		a.challenge = &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, old := range s.requests { // bound memory: requests live 10 minutes
+		if time.Since(old.created) > 10*time.Minute {
+			delete(s.requests, id)
+		}
+	}
+	s.requests[a.id] = a
+	return a, nil
+}
+
+func (s *storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.requests[id]; ok {
+		return a, nil
+	}
+	return nil, errNotFound
+}
+
+func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	s.mu.Lock()
+	id, ok := s.codes[code]
+	s.mu.Unlock()
+	if !ok {
+		return nil, errNotFound
+	}
+	return s.AuthRequestByID(ctx, id)
+}
+
+func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codes[code] = id
+	return nil
+}
+
+func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.requests, id)
+	for c, rid := range s.codes {
+		if rid == id {
+			delete(s.codes, c)
+		}
+	}
+	return nil
+}
+
+// finish marks a request signed in by u.
+func (s *storage) finish(id string, u *User) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.requests[id]
+	if !ok {
+		return errNotFound
+	}
+	a.done, a.subject, a.authTime = true, u.Subject, time.Now()
+	a.amr, a.acr = slices.Clone(u.AMR), u.ACR
+	return nil
+}
+
+func (s *storage) user(subject string) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[subject]
+	if !ok {
+		return User{}, false
+	}
+	return *u, true
+}
+
+func (s *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
+	return rand.Text(), time.Now().Add(5 * time.Minute), nil
+}
+
+func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
+	return "", "", time.Time{}, errors.New("demoidp: refresh tokens are not supported")
+}
+
+func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
+	return nil, op.ErrInvalidRefreshToken
+}
+
+func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
+
+func (s *storage) RevokeToken(context.Context, string, string, string) *oidc.Error { return nil }
+
+func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
+	return "", "", op.ErrInvalidRefreshToken
+}
+
+func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
+
+func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	return []jose.SignatureAlgorithm{jose.RS256}, nil
+}
+
+func (s *storage) KeySet(context.Context) ([]op.Key, error) { return []op.Key{publicKey{s.key}}, nil }
+
+func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
+	if id != s.client.id {
+		return nil, errNotFound
+	}
+	return &s.client, nil
+}
+
+func (s *storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
+	if id != s.client.id || secret != s.client.secret {
+		return errors.New("demoidp: invalid client credentials")
+	}
+	return nil
+}
+
+func (s *storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
+	return nil
+}
+
+func (s *storage) SetUserinfoFromRequest(_ context.Context, ui *oidc.UserInfo, r op.IDTokenRequest, scopes []string) error {
+	u, ok := s.user(r.GetSubject())
+	if !ok {
+		return errNotFound
+	}
+	ui.Subject = u.Subject
+	if slices.Contains(scopes, oidc.ScopeProfile) {
+		ui.PreferredUsername = u.Username
+		ui.Name = u.Name
+	}
+	if slices.Contains(scopes, oidc.ScopeEmail) && u.Email != "" {
+		ui.Email = u.Email
+		ui.EmailVerified = true
+	}
+	for k, v := range u.Claims {
+		ui.AppendClaims(k, v)
+	}
+	return nil
+}
+
+func (s *storage) SetUserinfoFromToken(context.Context, *oidc.UserInfo, string, string, string) error {
+	return errors.New("demoidp: the userinfo endpoint is not supported (claims are in the ID token)")
+}
+
+func (s *storage) SetIntrospectionFromToken(context.Context, *oidc.IntrospectionResponse, string, string, string) error {
+	return errors.New("demoidp: introspection is not supported")
+}
+
+func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil
+}
+
+func (s *storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
+	return nil, errNotFound
+}
+
+func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, errors.New("demoidp: JWT profile is not supported")
+}
+
+func (s *storage) Health(context.Context) error { return nil }
