@@ -25,7 +25,7 @@ func (d *Daemon) listenerSpecs() []listenerSpec {
 func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
 	l := cfg.Limits
 	return imap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.IMAP,
-		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "imap"),
+		TLS: d.cert.serverConfig(), Logger: d.log,
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64())}
 }
@@ -41,7 +41,7 @@ func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func
 func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
 	l := cfg.Limits
 	return smtp.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.SMTP,
-		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "smtp"),
+		TLS: d.cert.serverConfig(), Logger: d.log,
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxMessageBytes: l.MaxMessageSize.Int64(), MaxRecipients: l.MaxRecipients,
 		AllowAnySender: !cfg.Policy.EnforceSender, AllowNullSender: cfg.Policy.AllowNullSender}
@@ -58,7 +58,7 @@ func buildSMTP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func
 func (d *Daemon) ldapOptions(cfg *config.Config, ups *upstreams) ldap.Options {
 	l, u := cfg.Limits, cfg.Upstream.LDAP
 	return ldap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.LDAP,
-		TLS: d.cert.serverConfig(), Logger: d.log.With("proto", "ldap"),
+		TLS: d.cert.serverConfig(), Logger: d.log,
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxPDUSize: int(l.MaxPDUSize.Int64()), PoolSize: u.PoolSize, AllowWrites: u.AllowWrites,
 		Authz: u.Authz, SearchBases: u.SearchBases, Attributes: u.Attributes}

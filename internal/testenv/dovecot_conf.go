@@ -80,6 +80,7 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 		p("submission_relay_port = %s", port)
 		p("submission_relay_ssl = no")
 		p("submission_relay_trusted = no")
+		p("submission_max_mail_size = 100M")
 	}
 	p("passdb {")
 	p("  driver = passwd-file")

@@ -105,6 +105,9 @@ type upSession struct {
 func (s *upSession) AuthMechanisms() []string { return []string{sasl.Plain} }
 func (s *upSession) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if user, ok := strings.CutSuffix(username, "*"+s.u.master); ok && identity == "" {
+			identity, username = user, s.u.master // separator form user*master
+		}
 		if username != s.u.master || password != s.u.masterPW || identity == "" {
 			return gosmtp.ErrAuthFailed
 		}
