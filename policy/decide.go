@@ -8,15 +8,23 @@ import (
 	"time"
 )
 
-// trace accumulates the steps of one decision.
-type trace struct{ steps []Step }
+// trace accumulates the steps of one decision. When off, nothing is
+// formatted: the login hot path needs only the outcome and the rule.
+type trace struct {
+	on    bool
+	steps []Step
+}
 
 func (t *trace) pass(r Rule, format string, args ...any) {
-	t.steps = append(t.steps, Step{Rule: r, Passed: true, Detail: fmt.Sprintf(format, args...)})
+	if t.on {
+		t.steps = append(t.steps, Step{Rule: r, Passed: true, Detail: fmt.Sprintf(format, args...)})
+	}
 }
 
 func (t *trace) fail(o Outcome, r Rule, reason, format string, args ...any) Decision {
-	t.steps = append(t.steps, Step{Rule: r, Passed: false, Detail: fmt.Sprintf(format, args...)})
+	if t.on {
+		t.steps = append(t.steps, Step{Rule: r, Passed: false, Detail: fmt.Sprintf(format, args...)})
+	}
 	return Decision{Outcome: o, Rule: r, Reason: reason, Trace: t.steps}
 }
 
@@ -34,7 +42,7 @@ func (c *Config) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 // throttling). When ok is false, d is the final decision and the secret must
 // not be checked.
 func Precheck(c *Config, in Input) (d Decision, ok bool) {
-	var t trace
+	t := trace{on: !in.NoTrace}
 	return precheck(c, in, &t)
 }
 
@@ -62,7 +70,7 @@ func precheck(c *Config, in Input, t *trace) (Decision, bool) {
 // Decide makes the login decision of SPEC §3. It is pure: the same input
 // always gives the same decision.
 func Decide(c *Config, in Input) Decision {
-	var t trace
+	t := trace{on: !in.NoTrace}
 	if d, ok := precheck(c, in, &t); !ok {
 		return d
 	}

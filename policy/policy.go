@@ -121,18 +121,21 @@ type Input struct {
 	// Credential is nil when the secret matched nothing usable.
 	Credential *Credential
 	Now        time.Time
+	// NoTrace skips building the step-by-step trace (the login hot path);
+	// the outcome, rule and reason are the same either way.
+	NoTrace bool
 }
 
 // Outcome classifies a decision into the protocol answers of SPEC §4.
 type Outcome int
 
 const (
-	Allow           Outcome = iota // allowed
-	BadCredentials                 // generic authentication failure
-	Refused                        // proven, but refused by policy (reason may be shown)
-	Expired                        // proven app password that no longer works
-	TLSRequired                    // credentials not accepted on this connection
-	Throttled                      // temporary refusal, secret not checked
+	Allow          Outcome = iota // allowed
+	BadCredentials                // generic authentication failure
+	Refused                       // proven, but refused by policy (reason may be shown)
+	Expired                       // proven app password that no longer works
+	TLSRequired                   // credentials not accepted on this connection
+	Throttled                     // temporary refusal, secret not checked
 	// Unavailable is never returned by Decide: the login service sets it when
 	// the store or directory could not be asked.
 	Unavailable

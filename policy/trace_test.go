@@ -144,10 +144,35 @@ func BenchmarkDecide(b *testing.B) {
 		c.Networks = prefixes("198.51.100.0/24")
 		c.LastUsed = now.Add(-time.Hour)
 	}))
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := Decide(c, input); d.Outcome != Allow {
-			b.Fatalf("got %s, want allow", d.Outcome)
+	for _, tc := range []struct {
+		name    string
+		noTrace bool
+	}{{"trace", false}, {"no-trace", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			input.NoTrace = tc.noTrace
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := Decide(c, input); d.Outcome != Allow {
+					b.Fatalf("got %s, want allow", d.Outcome)
+				}
+			}
+		})
+	}
+}
+
+// TestNoTraceSameDecision: skipping the trace changes nothing else.
+func TestNoTraceSameDecision(t *testing.T) {
+	c := cfg(func(c *Config) { c.Admins = []string{"alice"} })
+	for _, input := range []Input{in(alice(), appPW()), in(alice(), nil), in(nil, nil)} {
+		with := Decide(c, input)
+		input.NoTrace = true
+		without := Decide(c, input)
+		if with.Outcome != without.Outcome || with.Rule != without.Rule || with.Reason != without.Reason {
+			t.Errorf("got %v/%s/%q without trace, want %v/%s/%q", without.Outcome, without.Rule, without.Reason,
+				with.Outcome, with.Rule, with.Reason)
+		}
+		if len(without.Trace) != 0 || len(with.Trace) == 0 {
+			t.Errorf("got %d trace steps without, %d with", len(without.Trace), len(with.Trace))
 		}
 	}
 }

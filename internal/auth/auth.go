@@ -128,7 +128,7 @@ func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 // accounting and delay, audit record, last use, one log line.
 func (s *Service) Login(ctx context.Context, req Request) Result {
 	start := time.Now()
-	res, delay := s.evaluate(ctx, req, true)
+	res, delay := s.evaluate(ctx, req, false)
 	s.record(req, res)
 	if !res.Allowed() && delay > 0 {
 		t := time.NewTimer(delay)
@@ -148,19 +148,21 @@ func (s *Service) Login(ctx context.Context, req Request) Result {
 // no last use, no throttle accounting, no delay. With an empty secret the
 // secret is not checked and the trace says so.
 func (s *Service) Explain(ctx context.Context, req Request) Result {
-	res, _ := s.evaluate(ctx, req, false)
+	res, _ := s.evaluate(ctx, req, true)
 	return res
 }
 
-// evaluate runs the decision. throttle says whether throttling state applies.
-func (s *Service) evaluate(ctx context.Context, req Request, throttle bool) (Result, time.Duration) {
+// evaluate runs the decision. explain means: build the trace, and leave
+// the throttle state alone (no side effects).
+func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Result, time.Duration) {
 	pol := s.policy.Load()
 	in := policy.Input{
 		Request: policy.Request{User: req.User, IP: req.IP, Protocol: req.Protocol, TLS: req.TLS},
 		Now:     s.now(),
+		NoTrace: !explain,
 	}
 	var delay time.Duration
-	if throttle && s.throttl != nil {
+	if !explain && s.throttl != nil {
 		var blocked bool
 		delay, blocked = s.throttl.Check(req.IP, store.NormalizeUser(req.User))
 		in.Throttled = blocked
@@ -213,7 +215,7 @@ func (s *Service) evaluate(ctx context.Context, req Request, throttle bool) (Res
 	in.Credential = cred
 	d := policy.Decide(pol, in)
 	res := Result{Decision: d}
-	if cred != nil {
+	if cred != nil && u != nil {
 		res.User = u
 		res.AppPassword = ap
 	}
@@ -234,17 +236,20 @@ func credentialOf(ap store.AppPassword) *policy.Credential {
 // record does the side effects of a decision: throttle accounting, audit,
 // last use and the log line.
 func (s *Service) record(req Request, res Result) {
-	user := store.NormalizeUser(req.User)
-	if res.User != nil {
-		user = res.User.Name
-	}
+	// Throttle state is keyed by the login as typed (normalised), the same
+	// key Check used, so that a success clears the failures it follows.
+	login := store.NormalizeUser(req.User)
 	if s.throttl != nil {
 		switch res.Outcome {
 		case policy.Allow:
-			s.throttl.Success(req.IP, user)
+			s.throttl.Success(req.IP, login)
 		case policy.BadCredentials:
-			s.throttl.Failure(req.IP, user)
+			s.throttl.Failure(req.IP, login)
 		}
+	}
+	user := login
+	if res.User != nil {
+		user = res.User.Name
 	}
 	outcome := "deny"
 	if res.Allowed() {

@@ -195,15 +195,19 @@ func benchIP(i int) netip.Addr {
 
 func BenchmarkLogin(b *testing.B) {
 	st, creds := benchFixture(b)
-	pol := testPolicy()
-	svc := New(Options{
-		Store:     st,
-		Directory: benchDirectory(b),
-		Policy:    pol,
-		// Delays off: they are deliberate waits, not cost.
-		Throttle: throttle.New(throttle.Options{BaseDelay: -1}),
-		Logger:   discard(),
-	})
+	dir := benchDirectory(b)
+	// A fresh service (and throttle) per sub-benchmark: with -count the
+	// sub-benchmarks repeat inside one BenchmarkLogin.
+	newService := func() *Service {
+		return New(Options{
+			Store:     st,
+			Directory: dir,
+			Policy:    testPolicy(),
+			// Delays off: they are deliberate waits, not cost.
+			Throttle: throttle.New(throttle.Options{BaseDelay: -1}),
+			Logger:   discard(),
+		})
+	}
 	ctx := context.Background()
 	login := func(i int, secret func(benchCred) string, user func(benchCred) string) Request {
 		c := creds[i%len(creds)]
@@ -225,6 +229,7 @@ func BenchmarkLogin(b *testing.B) {
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
+			svc := newService()
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -236,6 +241,7 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	}
 	b.Run("allow-parallel", func(b *testing.B) {
+		svc := newService()
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(time.Now().UnixNano() % int64(len(creds)))
@@ -249,6 +255,7 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	})
 	b.Run("explain", func(b *testing.B) {
+		svc := newService()
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {

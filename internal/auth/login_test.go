@@ -221,8 +221,6 @@ func TestUserGoneFromDirectory(t *testing.T) {
 		t.Errorf("got user %+v, want nil", res.User)
 	}
 	if res.AppPassword != nil {
-		t.Skip("BUG(auth.go): Result.AppPassword is set on a bad_credentials failure when the " +
-			"secret matches an app password of a user missing from the directory (doc says nil " +
-			"for failures); fix: set res.User/res.AppPassword only when cred != nil && u != nil")
+		t.Errorf("got app password %s on a failed login, want nil", res.AppPassword.ID)
 	}
 }
