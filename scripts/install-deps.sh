@@ -13,6 +13,7 @@ pkgs=(
   curl swaks python3 msmtp isync
   chromium
   ca-certificates openssl
+  systemd
 )
 
 missing=()

@@ -21,6 +21,7 @@ import (
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/control"
 	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/metrics"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/throttle"
 	"github.com/legate-proxy/legate/store"
@@ -39,6 +40,11 @@ type Daemon struct {
 	cert     *certHolder
 	throttle *throttle.Throttle
 	fronts   []*frontListener
+	// operations (http.go): metrics, listen.http, readiness state.
+	metrics  *metrics.Metrics
+	http     *httpServer
+	ups      atomic.Pointer[upstreams]
+	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload
 }
@@ -90,10 +96,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if d.store, err = OpenStore(ctx, cfg, log); err != nil {
 		return d, err
 	}
+	d.ups.Store(ups)                                      // operations: /readyz
+	d.metrics = d.newMetrics()                            // operations
+	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
 	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle = newThrottle(cfg)
 	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
-		Throttle: d.throttle, Logger: log})
+		Throttle: d.throttle, Logger: log, Observe: d.metrics.Observe}) // operations: Observe
 	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
 		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
@@ -102,6 +111,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 		}
 	}
 	if err := d.startFrontEnds(cfg, ups); err != nil {
+		return d, err
+	}
+	if err := d.startHTTP(cfg); err != nil { // operations: listen.http, started last
 		return d, err
 	}
 	log.Info("legate started", "config", cfg.File(), "listeners", d.listenerNames())
@@ -156,13 +168,27 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle.SetLimits(throttleLimits(cfg))
 	d.reconfigureFrontEnds(cfg, ups)
+	d.ups.Store(ups) // operations: /readyz checks the new upstreams
 	d.log.Info("configuration reloaded", "config", cfg.File())
 	return nil
+}
+
+// ReloadFile loads path and applies it with Reload, counting the result in
+// legate_config_reloads_total; a bad file is refused, the old configuration
+// kept. (operations)
+func (d *Daemon) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = d.Reload(cfg)
+	}
+	d.metrics.ConfigReload(err)
+	return err
 }
 
 // Shutdown drains: stop accepting, let sessions finish up to ctx, close the
 // rest, flush the store.
 func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.draining.Store(true) // operations: /readyz answers 503 while draining
 	var wg sync.WaitGroup
 	for _, f := range d.fronts {
 		wg.Add(1)
@@ -177,6 +203,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 // Close stops everything at once, in reverse order of Start.
 func (d *Daemon) Close() error {
+	d.stopHTTP() // operations: listen.http started last, stops first
 	for _, f := range d.fronts {
 		f.srv.Close()
 	}
@@ -227,11 +254,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	defer stopWatch()
 	changed := watchFile(watchCtx, o.ConfigPath, 2*time.Second)
 	reload := func(why string) {
-		nc, err := config.Load(o.ConfigPath)
-		if err == nil {
-			err = d.Reload(nc)
-		}
-		if err != nil {
+		if err := d.ReloadFile(o.ConfigPath); err != nil { // operations: counted reload
 			log.Error("reload refused, keeping the old configuration", "trigger", why, "err", err)
 		}
 	}

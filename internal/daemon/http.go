@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/metrics"
+	"github.com/legate-proxy/legate/internal/upstream"
+)
+
+// readyTimeout bounds each check of /readyz.
+const readyTimeout = 3 * time.Second
+
+// httpServer is the listen.http endpoint: /metrics, /healthz, /readyz.
+type httpServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+	once sync.Once
+}
+
+// newMetrics builds the daemon's metrics over its registry and store.
+func (d *Daemon) newMetrics() *metrics.Metrics {
+	return metrics.New(metrics.Options{
+		Sessions:     d.registry.Count,
+		AppPasswords: metrics.CountAppPasswords(d.store),
+	})
+}
+
+// Metrics returns the daemon's metrics.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
+
+// HTTPAddr returns the bound address of listen.http, or nil.
+func (d *Daemon) HTTPAddr() net.Addr {
+	if d.http == nil {
+		return nil
+	}
+	return d.http.ln.Addr()
+}
+
+// startHTTP listens on listen.http, if set.
+func (d *Daemon) startHTTP(cfg *config.Config) error {
+	if cfg.Listen.HTTP == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen.http: %w", err)
+	}
+	h := &httpServer{ln: ln, done: make(chan struct{}), srv: &http.Server{
+		Handler:           d.httpHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}}
+	d.http = h
+	d.log.Info("http listening", "listener", "http", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	go func() {
+		defer close(h.done)
+		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("listener stopped", "listener", "http", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopHTTP closes listen.http and waits for its goroutine; it is safe to call
+// more than once and without an HTTP listener.
+func (d *Daemon) stopHTTP() {
+	h := d.http
+	if h == nil {
+		return
+	}
+	h.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := h.srv.Shutdown(ctx); err != nil {
+			h.srv.Close()
+		}
+		<-h.done
+	})
+}
+
+func (d *Daemon) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		plain(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if failed := d.notReady(r.Context()); len(failed) > 0 {
+			plain(w, http.StatusServiceUnavailable, "not ready:\n"+strings.Join(failed, "\n")+"\n")
+			return
+		}
+		plain(w, http.StatusOK, "ok\n")
+	})
+	return mux
+}
+
+func plain(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprint(w, body)
+}
+
+// notReady runs the readiness checks at once and returns one line per
+// failure, sorted: draining, the store (a cheap read), and every configured
+// upstream (a TCP connect; with implicit TLS, the handshake too).
+func (d *Daemon) notReady(ctx context.Context) []string {
+	if d.draining.Load() {
+		return []string{"draining: shutting down"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+	)
+	fail := func(what string, err error) {
+		mu.Lock()
+		failed = append(failed, fmt.Sprintf("%s: %v", what, err))
+		mu.Unlock()
+	}
+	wg.Go(func() {
+		if _, err := d.store.List(ctx, ""); err != nil {
+			fail("store", err)
+		}
+	})
+	if ups := d.ups.Load(); ups != nil {
+		for _, u := range []struct {
+			key string
+			cfg *upstream.Config
+		}{{"upstream.imap", ups.IMAP}, {"upstream.smtp", ups.SMTP}, {"upstream.ldap", ups.LDAP}} {
+			if u.cfg == nil {
+				continue
+			}
+			wg.Go(func() {
+				conn, err := u.cfg.Dial(ctx)
+				if err != nil {
+					fail(u.key, err)
+					return
+				}
+				conn.Close()
+			})
+		}
+	}
+	wg.Wait()
+	sort.Strings(failed)
+	return failed
+}
