@@ -113,6 +113,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if err := d.startFrontEnds(cfg, ups); err != nil {
 		return d, err
 	}
+	if err := d.startPortal(cfg); err != nil {
+		return d, err
+	}
 	if err := d.startHTTP(cfg); err != nil { // operations: listen.http, started last
 		return d, err
 	}

@@ -59,11 +59,11 @@ type client struct {
 
 var _ op.Client = (*client)(nil)
 
-func (c *client) GetID() string                      { return c.id }
-func (c *client) RedirectURIs() []string             { return c.redirects }
-func (c *client) PostLogoutRedirectURIs() []string   { return nil }
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return c.redirects }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
-func (c *client) AuthMethod() oidc.AuthMethod        { return oidc.AuthMethodBasic }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
 func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
@@ -84,7 +84,7 @@ func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
-func (c *client) IsScopeAllowed(string) bool            { return false }
+func (c *client) IsScopeAllowed(string) bool           { return false }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 func (c *client) ClockSkew() time.Duration             { return 0 }
 

@@ -1,0 +1,156 @@
+package portal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Session limits.
+const (
+	// IdleTimeout ends a session nobody used for this long.
+	IdleTimeout = 15 * time.Minute
+	// MaxSessionAge ends every session this long after sign-in.
+	MaxSessionAge = 8 * time.Hour
+	// loginTimeout bounds a sign-in round trip to the provider.
+	loginTimeout = 10 * time.Minute
+)
+
+// session is the signed-in state, kept in the browser in an encrypted and
+// authenticated cookie: nothing is stored on the server.
+type session struct {
+	User string `json:"u"`
+	// AuthAt is when the user last proved who they are at the provider,
+	// on this server's clock; zero means unknown (treated as too old).
+	AuthAt time.Time `json:"a,omitzero"`
+	Start  time.Time `json:"s"`
+	Seen   time.Time `json:"l"`
+	// CSRF is the token every form of this session carries.
+	CSRF string `json:"c"`
+	// Notice is shown once on the next page.
+	Notice string `json:"n,omitempty"`
+
+	flash string // the notice being shown now (not stored)
+}
+
+// pending is a sign-in on its way through the provider.
+type pending struct {
+	State    string    `json:"s"`
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v"`
+	Reauth   bool      `json:"r,omitempty"`
+	Created  time.Time `json:"c"`
+}
+
+// codec seals values into cookies with AES-256-GCM: confidential and
+// tamper-evident. The cookie name is the additional data, so a value cannot
+// be moved from one cookie to another.
+type codec struct{ aead cipher.AEAD }
+
+var errBadCookie = errors.New("portal: bad cookie")
+
+func newCodec(key []byte) (*codec, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("portal: session key is %d bytes, want %d", len(key), KeySize)
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("portal: session key: %w", err)
+	}
+	aead, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("portal: session key: %w", err)
+	}
+	return &codec{aead}, nil
+}
+
+func (c *codec) seal(name string, v any) (string, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plain)+c.aead.Overhead())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, []byte(name))), nil
+}
+
+func (c *codec) open(name, value string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil || len(raw) < c.aead.NonceSize() {
+		return errBadCookie
+	}
+	n := c.aead.NonceSize()
+	plain, err := c.aead.Open(nil, raw[:n], raw[n:], []byte(name))
+	if err != nil {
+		return errBadCookie
+	}
+	return json.Unmarshal(plain, v)
+}
+
+// Cookie names: with TLS the __Host- prefix pins them to this host, path /
+// and Secure.
+func (p *Portal) sessionCookie() string {
+	if p.secure {
+		return "__Host-legate-session"
+	}
+	return "legate-session"
+}
+
+func (p *Portal) loginCookie() string {
+	if p.secure {
+		return "__Host-legate-login"
+	}
+	return "legate-login"
+}
+
+func (p *Portal) setCookie(w http.ResponseWriter, name string, v any, maxAge int) error {
+	val, err := p.codec.seal(name, v)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: val, Path: "/", MaxAge: maxAge,
+		Secure: p.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return nil
+}
+
+func (p *Portal) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
+		Secure: p.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// readSession returns the request's session if it is valid and neither idle
+// for IdleTimeout nor older than MaxSessionAge.
+func (p *Portal) readSession(r *http.Request) (*session, bool) {
+	c, err := r.Cookie(p.sessionCookie())
+	if err != nil {
+		return nil, false
+	}
+	var s session
+	if err := p.codec.open(c.Name, c.Value, &s); err != nil || s.User == "" || s.CSRF == "" {
+		return nil, false
+	}
+	now := p.now()
+	if now.Sub(s.Seen) > IdleTimeout || now.Sub(s.Start) > MaxSessionAge || now.Before(s.Start.Add(-time.Minute)) {
+		return nil, false
+	}
+	return &s, true
+}
+
+// writeSession stores s in the session cookie. It is a browser-session
+// cookie; the timeouts are enforced by readSession.
+func (p *Portal) writeSession(w http.ResponseWriter, s *session) error {
+	return p.setCookie(w, p.sessionCookie(), s, 0)
+}
+
+// freshAuth reports whether s signed in recently enough to create a password.
+func (p *Portal) freshAuth(s *session) bool {
+	return !s.AuthAt.IsZero() && p.now().Sub(s.AuthAt) <= p.reauthAfter
+}
+
+func randomToken() string { return rand.Text() }
