@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"net"
+	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/proxy/imap"
@@ -25,7 +26,7 @@ func (d *Daemon) listenerSpecs() []listenerSpec {
 func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
 	l := cfg.Limits
 	return imap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.IMAP,
-		TLS: d.cert.serverConfig(), Logger: d.log,
+		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64())}
 }
@@ -41,9 +42,9 @@ func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func
 func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
 	l := cfg.Limits
 	return smtp.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.SMTP,
-		TLS: d.cert.serverConfig(), Logger: d.log,
+		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
-		MaxMessageBytes: l.MaxMessageSize.Int64(), MaxRecipients: l.MaxRecipients,
+		MaxMessageBytes: l.MaxMessageSize.Int64(), MaxRecipients: l.MaxRecipients, MaxLineLength: int(l.MaxLineLength.Int64()),
 		AllowAnySender: !cfg.Policy.EnforceSender, AllowNullSender: cfg.Policy.AllowNullSender}
 }
 
@@ -58,7 +59,7 @@ func buildSMTP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func
 func (d *Daemon) ldapOptions(cfg *config.Config, ups *upstreams) ldap.Options {
 	l, u := cfg.Limits, cfg.Upstream.LDAP
 	return ldap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.LDAP,
-		TLS: d.cert.serverConfig(), Logger: d.log,
+		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxPDUSize: int(l.MaxPDUSize.Int64()), PoolSize: u.PoolSize, AllowWrites: u.AllowWrites,
 		Authz: u.Authz, SearchBases: u.SearchBases, Attributes: u.Attributes}
@@ -70,6 +71,20 @@ func buildLDAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func
 	}
 	srv := ldap.NewServer(d.ldapOptions(cfg, ups))
 	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.ldapOptions(c, u)) }, nil
+}
+
+// frontMetrics returns the daemon's metrics with the method set of
+// imap.Metrics, smtp.Metrics and ldap.Metrics: a nil interface, never a nil
+// pointer inside one, when there are none.
+func (d *Daemon) frontMetrics() interface {
+	RelayedBytes(proto, dir string, n int)
+	UpstreamError(proto string)
+	UpstreamConnect(proto string, d time.Duration)
+} {
+	if d.metrics == nil {
+		return nil
+	}
+	return d.metrics
 }
 
 // isClosed reports whether a Serve error only says the server was closed.

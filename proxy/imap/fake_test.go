@@ -21,7 +21,7 @@ import (
 // untagged "* OK tick" lines 100ms apart.
 type fakeUpstream struct {
 	fakeConfig
-	t        *testing.T
+	t        testing.TB
 	ln       net.Listener
 	tls      *tls.Config // for STARTTLS / implicit
 	implicit bool
@@ -45,7 +45,7 @@ type fakeConfig struct {
 
 const postLoginCaps = "IMAP4rev1 IDLE LITERAL+ FAKEPOST"
 
-func startFake(t *testing.T, cfg fakeConfig, tlsCfg *tls.Config, implicit bool) *fakeUpstream {
+func startFake(t testing.TB, cfg fakeConfig, tlsCfg *tls.Config, implicit bool) *fakeUpstream {
 	t.Helper()
 	f := &fakeUpstream{fakeConfig: cfg, tls: tlsCfg, implicit: implicit}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

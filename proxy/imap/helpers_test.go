@@ -25,7 +25,7 @@ import (
 // env is a Legate IMAP front-end over a real auth.Service and bolt store,
 // in front of a fake upstream.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    *store.Bolt
 	auth  *auth.Service
 	reg   *session.Registry
@@ -49,18 +49,18 @@ type envOptions struct {
 }
 
 // testLogger sends logs to t.Log.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
 
-func newEnv(t *testing.T, eo envOptions) *env {
+func newEnv(t testing.TB, eo envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, certs: testenv.NewCerts(t), secret: map[string]string{}, apID: map[string]string{}}
@@ -147,7 +147,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 
 // client is a line-oriented IMAP test client.
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }

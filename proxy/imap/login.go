@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
@@ -120,18 +121,23 @@ func (c *conn) login(tag, user, secret string) bool {
 		return c.writeLine(tag+" "+ansServiceDown) == nil
 	}
 	log := c.log.With("user", res.User.Name)
+	m := c.opts.metrics()
 	if c.opts.Upstream == nil {
 		log.Error("no upstream configured")
+		m.UpstreamError(policy.IMAP)
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
+	start := time.Now()
 	ul, err := masterLogin(c.ctx, c.opts.Upstream, res.User.Name, c.setUpstream)
 	if err != nil {
 		if c.killed.Load() {
 			return false
 		}
+		m.UpstreamError(policy.IMAP)
 		log.Warn("upstream login failed", "err", err)
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
+	m.UpstreamConnect(policy.IMAP, time.Since(start))
 	c.session(tag, res, ul)
 	return false
 }

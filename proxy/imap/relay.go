@@ -73,10 +73,23 @@ func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin) {
 type relayState struct {
 	c    *conn
 	idle time.Duration
+	m    Metrics
 	last atomic.Int64 // unix nanoseconds of the last traffic either way
 }
 
 func (r *relayState) touch() { r.last.Store(time.Now().UnixNano()) }
+
+// count reports n bytes relayed (once per chunk, not per byte).
+func (r *relayState) count(toClient bool, n int) {
+	if n <= 0 {
+		return
+	}
+	dir := dirToUpstream
+	if toClient {
+		dir = dirToClient
+	}
+	r.m.RelayedBytes(policy.IMAP, dir, n)
+}
 
 func (r *relayState) deadline() time.Time { return time.Unix(0, r.last.Load()).Add(r.idle) }
 
@@ -84,7 +97,7 @@ func (r *relayState) deadline() time.Time { return time.Unix(0, r.last.Load()).A
 // upstream, one more goroutine upstream to client. toUp and toClient are
 // sent first. It returns the byte counts and closes both connections.
 func (c *conn) relay(client, up net.Conn, toUp, toClient []byte) (nUp, nDown int64) {
-	r := &relayState{c: c, idle: c.opts.idleTimeout()}
+	r := &relayState{c: c, idle: c.opts.idleTimeout(), m: c.opts.metrics()}
 	r.touch()
 	downDone := make(chan struct{})
 	go func() {
@@ -95,12 +108,16 @@ func (c *conn) relay(client, up net.Conn, toUp, toClient []byte) (nUp, nDown int
 			}
 			c.closeConns()
 		}()
-		if len(toClient) > 0 && r.write(client, toClient, true) != nil {
-			return
+		if len(toClient) > 0 {
+			if r.write(client, toClient, true) != nil {
+				return
+			}
+			r.count(true, len(toClient))
 		}
 		nDown = r.pump(up, client, true) + int64(len(toClient))
 	}()
 	if len(toUp) == 0 || r.write(up, toUp, false) == nil {
+		r.count(false, len(toUp))
 		nUp = r.pump(client, up, false) + int64(len(toUp))
 	}
 	c.closeConns()
@@ -134,6 +151,7 @@ func (r *relayState) pump(src, dst net.Conn, toClient bool) int64 {
 			if r.write(dst, buf[:k], toClient) != nil {
 				return n
 			}
+			r.count(toClient, k)
 			n += int64(k)
 		}
 		if err != nil {

@@ -36,6 +36,27 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Service)(nil)
 
+// Metrics receives relay and upstream figures; nil means none.
+// *metrics.Metrics (internal/metrics) implements it.
+type Metrics interface {
+	RelayedBytes(proto, dir string, n int)
+	UpstreamError(proto string)
+	UpstreamConnect(proto string, d time.Duration)
+}
+
+// Relay directions passed to Metrics.RelayedBytes.
+const (
+	dirToUpstream = "to_upstream"
+	dirToClient   = "to_client"
+)
+
+// noMetrics is the Metrics used when Options.Metrics is nil.
+type noMetrics struct{}
+
+func (noMetrics) RelayedBytes(string, string, int)      {}
+func (noMetrics) UpstreamError(string)                  {}
+func (noMetrics) UpstreamConnect(string, time.Duration) {}
+
 // Options configure a Server. The zero value of each field works as
 // documented; Auth and Upstream are needed for logins to succeed.
 type Options struct {
@@ -68,6 +89,9 @@ type Options struct {
 	// MaxBadCommands closes a connection after that many bad commands
 	// before login; zero means 10.
 	MaxBadCommands int
+	// Metrics receives relayed bytes (per direction, counted per chunk),
+	// upstream connect times and upstream failures; nil means none.
+	Metrics Metrics
 }
 
 func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
@@ -75,6 +99,13 @@ func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 3
 func (o *Options) maxLine() int                  { return orInt(o.MaxLineLength, 8192) }
 func (o *Options) maxLiteral() int               { return orInt(o.MaxLiteralSize, 8192) }
 func (o *Options) maxBad() int                   { return orInt(o.MaxBadCommands, 10) }
+
+func (o *Options) metrics() Metrics {
+	if o.Metrics != nil {
+		return o.Metrics
+	}
+	return noMetrics{}
+}
 
 func (o *Options) logger() *slog.Logger {
 	if o.Logger != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/policy"
 )
 
 // clientConn is one client connection: a reader goroutine (serve) that
@@ -260,7 +261,10 @@ func (c *clientConn) deliver(o *op, m *message, final bool) {
 			ctls = raws
 		}
 	}
-	c.send(envelope(o.clientID, body, ctls...))
+	b := envelope(o.clientID, body, ctls...)
+	if c.send(b) {
+		c.opts.metrics().RelayedBytes(policy.LDAP, dirToClient, len(b))
+	}
 }
 
 // failOp answers o locally (upstream connection lost).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/upstream"
+	"github.com/legate-proxy/legate/policy"
 )
 
 // errNoUpstream: no upstream is configured.
@@ -153,7 +154,14 @@ func (p *pool) newConn(o *Options) *upConn {
 
 // start connects u and starts its reader; on error u is marked dead.
 func (p *pool) start(ctx context.Context, u *upConn, o *Options) error {
+	began := time.Now()
 	err := u.connect(ctx, o.Upstream)
+	switch {
+	case err == nil:
+		o.metrics().UpstreamConnect(policy.LDAP, time.Since(began))
+	case !errors.Is(err, context.Canceled): // not merely the client leaving
+		o.metrics().UpstreamError(policy.LDAP)
+	}
 	if err == nil {
 		p.mu.Lock()
 		if p.closed {
@@ -284,12 +292,14 @@ func (u *upConn) send(o *op, opb []byte, ctls ...[]byte) error {
 	u.load.Add(1)
 	u.nc.SetReadDeadline(time.Now().Add(u.ioTO))
 	u.mu.Unlock()
-	if err := u.write(envelope(id, opb, ctls...)); err != nil {
+	b := envelope(id, opb, ctls...)
+	if err := u.write(b); err != nil {
 		if u.forget(id) {
 			return err // the caller answers
 		}
 		return nil // fail() already answered it
 	}
+	o.client.opts.metrics().RelayedBytes(policy.LDAP, dirToUpstream, len(b))
 	return nil
 }
 

@@ -28,6 +28,27 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Service)(nil)
 
+// Metrics receives relay and upstream figures; nil means none.
+// *metrics.Metrics (internal/metrics) implements it.
+type Metrics interface {
+	RelayedBytes(proto, dir string, n int)
+	UpstreamError(proto string)
+	UpstreamConnect(proto string, d time.Duration)
+}
+
+// Relay directions passed to Metrics.RelayedBytes.
+const (
+	dirToUpstream = "to_upstream"
+	dirToClient   = "to_client"
+)
+
+// noMetrics is the Metrics used when Options.Metrics is nil.
+type noMetrics struct{}
+
+func (noMetrics) RelayedBytes(string, string, int)      {}
+func (noMetrics) UpstreamError(string)                  {}
+func (noMetrics) UpstreamConnect(string, time.Duration) {}
+
 // Authorization modes (upstream.ldap.authz).
 const (
 	// AuthzProxied runs each request as the user with RFC 4370.
@@ -86,6 +107,10 @@ type Options struct {
 	// Attributes, in service mode, is the list of attribute types
 	// returned in search entries; others are stripped. Empty returns all.
 	Attributes []string
+	// Metrics receives the bytes of forwarded requests and of the
+	// upstream's responses passed back, the time to connect and bind each
+	// upstream connection, and failures to do so; nil means none.
+	Metrics Metrics
 }
 
 func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
@@ -101,6 +126,13 @@ func (o *Options) ioTimeout() time.Duration {
 		return o.Upstream.IOTimeoutOrDefault()
 	}
 	return 30 * time.Second
+}
+
+func (o *Options) metrics() Metrics {
+	if o.Metrics != nil {
+		return o.Metrics
+	}
+	return noMetrics{}
 }
 
 func (o *Options) logger() *slog.Logger {

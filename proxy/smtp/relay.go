@@ -13,6 +13,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/legate-proxy/legate/internal/upstream"
+	"github.com/legate-proxy/legate/policy"
 )
 
 // upstreamConn is a logged-in client connection to the upstream submission
@@ -75,15 +76,22 @@ func dialUpstream(ctx context.Context, cfg *upstream.Config, helo, user string) 
 // connectUpstream opens the upstream session for the logged-in user.
 func (s *smtpSession) connectUpstream() error {
 	o := s.c.opts
+	m := o.metrics()
 	if o.Upstream == nil {
 		s.c.log.Error("no upstream configured", "user", s.user.Name)
+		m.UpstreamError(policy.SMTP)
 		return upstream.ErrUnavailable
 	}
+	start := time.Now()
 	up, err := dialUpstream(s.c.ctx, o.Upstream, o.domain(), s.user.Name)
 	if err != nil {
+		if s.c.ctx.Err() == nil { // not merely killed while connecting
+			m.UpstreamError(policy.SMTP)
+		}
 		s.c.log.Warn("upstream login failed", "user", s.user.Name, "err", err)
 		return err
 	}
+	m.UpstreamConnect(policy.SMTP, time.Since(start))
 	s.upMu.Lock()
 	s.up = up
 	s.upMu.Unlock()
@@ -184,7 +192,10 @@ func (s *smtpSession) relayData(r io.Reader) error {
 	if s.buf == nil {
 		s.buf = make([]byte, 32<<10)
 	}
-	_, err = io.CopyBuffer(w, readerOnly{r}, s.buf)
+	n, err := io.CopyBuffer(w, readerOnly{r}, s.buf)
+	// Counted once per message (bytes handed to the upstream, before
+	// dot-stuffing), also when the transaction is then aborted.
+	s.c.opts.metrics().RelayedBytes(policy.SMTP, dirToUpstream, int(n))
 	if err != nil {
 		var re *clientReadError
 		if errors.As(err, &re) {

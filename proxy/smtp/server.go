@@ -46,6 +46,25 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Service)(nil)
 
+// Metrics receives relay and upstream figures; nil means none.
+// *metrics.Metrics (internal/metrics) implements it.
+type Metrics interface {
+	RelayedBytes(proto, dir string, n int)
+	UpstreamError(proto string)
+	UpstreamConnect(proto string, d time.Duration)
+}
+
+// dirToUpstream is the relay direction of DATA bytes for
+// Metrics.RelayedBytes.
+const dirToUpstream = "to_upstream"
+
+// noMetrics is the Metrics used when Options.Metrics is nil.
+type noMetrics struct{}
+
+func (noMetrics) RelayedBytes(string, string, int)      {}
+func (noMetrics) UpstreamError(string)                  {}
+func (noMetrics) UpstreamConnect(string, time.Duration) {}
+
 // Defaults of the Options fields.
 const (
 	DefaultPreauthTimeout     = 60 * time.Second
@@ -110,6 +129,9 @@ type Options struct {
 	AllowAnySender bool
 	// AllowNullSender permits MAIL FROM:<> (bounces); false refuses it.
 	AllowNullSender bool
+	// Metrics receives the message bytes sent upstream by DATA/BDAT,
+	// upstream connect times and upstream failures; nil means none.
+	Metrics Metrics
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -117,6 +139,13 @@ func (o *Options) logger() *slog.Logger {
 		return o.Logger
 	}
 	return slog.Default()
+}
+
+func (o *Options) metrics() Metrics {
+	if o.Metrics != nil {
+		return o.Metrics
+	}
+	return noMetrics{}
 }
 
 func (o *Options) domain() string {
