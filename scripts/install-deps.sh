@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the real upstream
-# servers (Dovecot, OpenLDAP slapd, Postfix's smtp-sink) and the real clients
+# servers (Dovecot, OpenLDAP slapd, Postfix's smtp-sink, etcd for the shared
+# store) and the real clients
 # (curl, swaks, ldap-utils, python3, msmtp, isync). Idempotent: packages that are
 # already present are not touched. Services are never started by the install; the
 # test harness starts its own instances on loopback ports in temp dirs.
@@ -10,6 +11,7 @@ pkgs=(
   dovecot-imapd dovecot-submissiond
   slapd ldap-utils libsasl2-modules
   postfix
+  etcd-server
   curl swaks python3 msmtp isync
   chromium
   ca-certificates openssl

@@ -3,70 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 )
-
-func TestRecordUseFlushAndReopen(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	b := openTest(t, dir)
-	p, secret := mustCreate(t, b, "alice", "Laptop")
-	t1 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	use := LastUse{Time: t1, IP: netip.MustParseAddr("2001:db8::1"), Protocol: "imap", Client: "Thunderbird"}
-	b.RecordUse(p.ID, use)
-	b.RecordUse(p.ID, LastUse{Time: t1.Add(-time.Hour), Protocol: "smtp"}) // older: ignored
-
-	// Pending use is merged into Verify and List before any flush.
-	got, err := b.Verify(ctx, "alice", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.LastUse != use {
-		t.Errorf("Verify before flush: got last use %+v, want %+v", got.LastUse, use)
-	}
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	list, _ := b.List(ctx, "alice")
-	if len(list) != 1 || list[0].LastUse != use {
-		t.Errorf("List after flush: got %+v, want last use %+v", list, use)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b = openTest(t, dir)
-	got, err = b.Verify(ctx, "alice", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.LastUse != use {
-		t.Errorf("after reopen: got last use %+v, want %+v", got.LastUse, use)
-	}
-}
-
-func TestCloseFlushes(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	b := openTest(t, dir)
-	p, _ := mustCreate(t, b, "alice", "Laptop")
-	use := LastUse{Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Protocol: "ldap"}
-	b.RecordUse(p.ID, use)
-	b.Audit(AuditRecord{Action: "login", User: "alice", Outcome: "allow"})
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b = openTest(t, dir)
-	list, _ := b.List(ctx, "alice")
-	if len(list) != 1 || list[0].LastUse != use {
-		t.Errorf("after Close and reopen: got %+v, want last use %+v", list, use)
-	}
-	recs, _ := b.AuditLog(ctx, AuditQuery{})
-	if len(recs) != 1 {
-		t.Errorf("audit after Close and reopen: got %d records, want 1", len(recs))
-	}
-}
 
 func TestBackgroundFlush(t *testing.T) {
 	b := openTest(t, "", func(o *BoltOptions) { o.FlushInterval = 20 * time.Millisecond })
@@ -86,25 +25,6 @@ func TestBackgroundFlush(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := b.WriteTxs(); got != after {
 		t.Errorf("idle flusher wrote %d transactions, want 0", got-after)
-	}
-}
-
-func TestRecordUseOfRevokedIgnored(t *testing.T) {
-	ctx := context.Background()
-	b := openTest(t, "")
-	p, _ := mustCreate(t, b, "alice", "Laptop")
-	if _, err := b.Revoke(ctx, "alice", Selector{ID: p.ID}); err != nil {
-		t.Fatal(err)
-	}
-	b.RecordUse(p.ID, LastUse{Protocol: "imap"}) // a login that raced the revoke
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.CheckIndex(); err != nil {
-		t.Fatal(err)
-	}
-	if list, _ := b.List(ctx, "alice"); len(list) != 0 {
-		t.Errorf("revoked password came back: %+v", list)
 	}
 }
 

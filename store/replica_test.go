@@ -15,32 +15,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Verify reads only the in-memory replica, so Create and Revoke must change
-// it before they return.
-func TestReplicaCreateRevokeImmediate(t *testing.T) {
-	ctx := context.Background()
-	b := openTest(t, "")
-	for i := range 5 {
-		p, secret := mustCreate(t, b, "alice", fmt.Sprintf("dev%d", i))
-		got, err := b.Verify(ctx, "alice", secret)
-		if err != nil || got.ID != p.ID {
-			t.Fatalf("Verify right after Create %d: got %q, %v; want %s", i, got.ID, err, p.ID)
-		}
-		if _, err := b.Revoke(ctx, "alice", Selector{ID: p.ID}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Verify(ctx, "alice", secret); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("Verify right after Revoke %d: got %v, want ErrNotFound", i, err)
-		}
-	}
-	if got := b.ReplicaLen(); got != 0 {
-		t.Errorf("replica after revoking everything: got %d records, want 0", got)
-	}
-	if err := b.CheckReplica(); err != nil {
-		t.Error(err)
-	}
-}
-
 // Reopening rebuilds the replica from the database, including flushed last
 // uses and without revoked passwords.
 func TestReplicaRebuiltOnReopen(t *testing.T) {

@@ -6,7 +6,8 @@
 // (SPEC §1). Lookup goes through a hash→id index, never a scan.
 //
 // Store is the interface the rest of Legate uses; Bolt (go.etcd.io/bbolt) is the
-// embedded implementation. Nothing outside this package imports bbolt.
+// embedded implementation, Etcd (go.etcd.io/etcd/client/v3) the one several
+// instances share. Nothing outside this package imports bbolt or etcd.
 package store
 
 import (

@@ -54,6 +54,7 @@ func commands() []command {
 		{"audit", "show recent decisions; --verify checks the hash chain", runAudit},
 		{"sessions", "list or kill live sessions", runSessions},
 		{"report", "legacy-client inventory per user and app password", runReport},
+		{"store", "store copy --from A --to B: copy app passwords and audit between stores", runStore},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -82,7 +82,8 @@ func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Storage says where app passwords and the audit log live.
 type Storage struct {
-	// Backend is "bolt" (default) or "etcd" (validated, not implemented yet).
+	// Backend is "bolt" (default: one instance, a bbolt file) or "etcd"
+	// (several instances sharing app passwords, audit and revocations).
 	Backend string `yaml:"backend"`
 	// Path is the bbolt database; default "legate.db" beside the config file.
 	Path string `yaml:"path"`
@@ -99,7 +100,9 @@ type Etcd struct {
 	Username     string   `yaml:"username"`
 	PasswordFile string   `yaml:"password_file"`
 	DialTimeout  Duration `yaml:"dial_timeout"` // default 5s
-	StaleGrace   Duration `yaml:"stale_grace"`  // default 30s
+	// StaleGrace: how long logins trust the in-memory replica after losing
+	// touch with an etcd quorum; then they answer "unavailable". Default 60s.
+	StaleGrace Duration `yaml:"stale_grace"`
 }
 
 // EtcdTLS is the client TLS material for etcd.
@@ -300,7 +303,7 @@ func Default() *Config {
 			Etcd: Etcd{
 				Prefix:      "/legate/",
 				DialTimeout: Duration(5 * time.Second),
-				StaleGrace:  Duration(30 * time.Second),
+				StaleGrace:  Duration(60 * time.Second),
 			},
 		},
 		Upstream: Upstreams{

@@ -6,9 +6,12 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
@@ -29,12 +32,60 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// OpenStore opens the configured app-password store.
+// OpenStore opens the configured app-password store: storage.backend bolt
+// (default) or etcd. With etcd, every instance must share storage.key_file.
 func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
-	if cfg.Storage.Backend != "" && cfg.Storage.Backend != "bolt" {
-		return nil, fmt.Errorf("storage.backend %q is not available in this build", cfg.Storage.Backend)
+	switch cfg.Storage.Backend {
+	case "", "bolt":
+		return store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+	case "etcd":
+		opts, err := etcdOptions(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		return store.OpenEtcd(ctx, opts)
 	}
-	return store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+	return nil, fmt.Errorf("storage.backend %q is not supported", cfg.Storage.Backend)
+}
+
+// etcdOptions converts storage.etcd, reading the TLS material and password
+// files.
+func etcdOptions(cfg *config.Config, log *slog.Logger) (store.EtcdOptions, error) {
+	e := cfg.Storage.Etcd
+	opts := store.EtcdOptions{
+		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username,
+		DialTimeout: e.DialTimeout.Std(), StaleGrace: e.StaleGrace.Std(),
+		KeyFile: cfg.Storage.KeyFile, Logger: log,
+	}
+	if e.PasswordFile != "" {
+		pw, err := config.ReadSecretFile(e.PasswordFile)
+		if err != nil {
+			return opts, fmt.Errorf("storage.etcd.password_file: %w", err)
+		}
+		opts.Password = pw
+	}
+	if e.TLS.CAFile != "" || e.TLS.CertFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if e.TLS.CAFile != "" {
+			pem, err := os.ReadFile(e.TLS.CAFile)
+			if err != nil {
+				return opts, fmt.Errorf("storage.etcd.tls.ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return opts, fmt.Errorf("storage.etcd.tls.ca_file: no PEM certificate in %s", e.TLS.CAFile)
+			}
+		}
+		if e.TLS.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(e.TLS.CertFile, e.TLS.KeyFile)
+			if err != nil {
+				return opts, fmt.Errorf("storage.etcd.tls: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts.TLS = tc
+	}
+	return opts, nil
 }
 
 // PolicyOf returns the policy configuration.

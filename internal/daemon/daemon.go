@@ -96,6 +96,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if d.store, err = OpenStore(ctx, cfg, log); err != nil {
 		return d, err
 	}
+	// etcd: a revocation on any instance closes the sessions here too.
+	if n, ok := d.store.(store.RevocationNotifier); ok {
+		n.OnRevoke(func(ids []string, _ string) { d.registry.KillAppPasswords(ids...) })
+	}
 	d.ups.Store(ups)                                      // operations: /readyz
 	d.metrics = d.newMetrics()                            // operations
 	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
