@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bufio"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,10 +13,11 @@ import (
 
 // TestDemo runs `legate demo` as a newcomer would: the printed curl command
 // lists the INBOX with the welcome message, the printed swaks command sends
-// a message through the SMTP front-end, and curl then lists both.
+// a message through the SMTP front-end, and curl then lists both; the
+// printed ldapsearch command finds the demo user's entry.
 func TestDemo(t *testing.T) {
-	testenv.Require(t, "curl", "swaks")
-	cmd := exec.Command(legateBin, "demo", "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0")
+	testenv.Require(t, "curl", "swaks", "ldapsearch")
+	cmd := exec.Command(legateBin, "demo", "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--ldap", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +37,9 @@ func TestDemo(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var user, pw, curl, swaks string
+	var user, pw, curl, swaks, ldapsearch string
 	deadline := time.After(30 * time.Second)
-	for curl == "" || swaks == "" {
+	for curl == "" || swaks == "" || ldapsearch == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -52,9 +54,11 @@ func TestDemo(t *testing.T) {
 				curl = l
 			case strings.HasPrefix(l, "swaks "):
 				swaks = l
+			case strings.HasPrefix(l, "ldapsearch "):
+				ldapsearch = l
 			}
 		case <-deadline:
-			t.Fatal("demo printed no curl and swaks commands within 30s")
+			t.Fatal("demo printed no curl, swaks and ldapsearch commands within 30s")
 		}
 	}
 	if user != "demo" || !secretRE.MatchString(pw) {
@@ -76,5 +80,18 @@ func TestDemo(t *testing.T) {
 	bad := strings.Replace(curl, pw, "AAAA-BBBB-CCCC-DDDD", 1)
 	if out, err := exec.Command("sh", "-c", bad).CombinedOutput(); err == nil {
 		t.Fatalf("curl with a wrong password succeeded:\n%s", out)
+	}
+	// The printed ldapsearch command binds with the app password and finds
+	// the demo user in the embedded directory.
+	out, err = exec.Command("sh", "-c", ldapsearch).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "mail: demo@legate.test") {
+		t.Fatalf("printed ldapsearch command: %v\n%s", err, out)
+	}
+	// A wrong password gets invalidCredentials (49), ldapsearch's exit code.
+	bad = strings.Replace(ldapsearch, pw, "AAAA-BBBB-CCCC-DDDD", 1)
+	out, err = exec.Command("sh", "-c", bad).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 49 {
+		t.Fatalf("ldapsearch with a wrong password: got %v, want exit code 49\n%s", err, out)
 	}
 }

@@ -1,9 +1,9 @@
 // Package demo runs `legate demo`: the real proxy in front of embedded
-// in-memory upstreams (go-imap's imapmemserver and a go-smtp server that
-// delivers into the same mailboxes), with a static directory holding the user
-// `demo`, so a newcomer logs in within a minute. Everything listens on
-// loopback; plaintext is allowed only there. Nothing here is reachable from
-// `legate serve`.
+// in-memory upstreams (go-imap's imapmemserver, a go-smtp server that
+// delivers into the same mailboxes, and a gldap directory), with a static
+// directory holding the user `demo`, so a newcomer logs in within a minute.
+// Everything listens on loopback; plaintext is allowed only there. Nothing
+// here is reachable from `legate serve`.
 package demo
 
 import (
@@ -24,9 +24,9 @@ import (
 
 // Options configure the demo.
 type Options struct {
-	// IMAP, SMTP are the listen addresses; empty means 127.0.0.1:1143 and
-	// 127.0.0.1:1587. "-" disables one.
-	IMAP, SMTP string
+	// IMAP, SMTP, LDAP are the listen addresses; empty means
+	// 127.0.0.1:1143, 127.0.0.1:1587 and 127.0.0.1:1389. "-" disables one.
+	IMAP, SMTP, LDAP string
 	// Dir holds the demo's database; empty means a new temp dir, removed at exit.
 	Dir string
 	// Stdout receives the welcome text; Logger the logs (nil: discarded).
@@ -76,6 +76,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("demo: start upstreams: %w", err)
 	}
 	defer up.close()
+	dirUp := newLDAPUpstream(masterPW, o.Logger)
+	if err := dirUp.start(); err != nil {
+		return fmt.Errorf("demo: start upstreams: %w", err)
+	}
+	defer dirUp.close()
 	pwFile := filepath.Join(dir, "master.secret")
 	if err := os.WriteFile(pwFile, []byte(masterPW+"\n"), 0o600); err != nil {
 		return err
@@ -93,6 +98,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg.Upstream.IMAP = mail(up.imapLn.Addr().String())
 	cfg.Upstream.SMTP = mail(up.smtpLn.Addr().String())
+	cfg.Listen.LDAP = orDefault(o.LDAP, "127.0.0.1:1389")
+	// authz: service, because the static directory gives users no DN for
+	// RFC 4370 proxied authorization (and gldap does not implement that
+	// control): requests run as the service account, confined to the base.
+	cfg.Upstream.LDAP = config.UpstreamLDAP{Address: dirUp.addr.String(), TLS: config.TLSNone,
+		BindDN: ldapServiceDN, BindPasswordFile: pwFile, PoolSize: 2, Authz: config.AuthzService,
+		SearchBases: []string{ldapBase},
+		Attributes:  []string{"uid", "cn", "sn", "mail", "telephoneNumber", "objectClass"}}
 	cfg.Directory.Static.Users = []config.User{{Name: demoUser, Addresses: []string{demoAddress}}}
 
 	d, err := daemon.Start(ctx, cfg, o.Logger)
@@ -106,7 +119,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	pw := created.Secret
 	w := o.Stdout
-	fmt.Fprintln(w, "Legate demo: the proxy in front of an in-memory mail server. Ctrl-C stops it.")
+	fmt.Fprintln(w, "Legate demo: the proxy in front of an in-memory mail server and directory. Ctrl-C stops it.")
 	fmt.Fprintf(w, "user: %s\n", demoUser)
 	fmt.Fprintf(w, "app password: %s\n", pw)
 	if a := d.Addr("imap"); a != nil {
@@ -117,6 +130,10 @@ func Run(ctx context.Context, o Options) error {
 		fmt.Fprintln(w, "Send yourself a message over SMTP submission, then list the INBOX again:")
 		fmt.Fprintf(w, "swaks --server %s --auth PLAIN --auth-user %s --auth-password '%s' --from %s --to %s\n",
 			a, demoUser, pw, demoAddress, demoAddress)
+	}
+	if a := d.Addr("ldap"); a != nil {
+		fmt.Fprintln(w, "Look yourself up in the directory over LDAP:")
+		fmt.Fprintf(w, "ldapsearch -x -H ldap://%s -D %s -w '%s' -b %s '(uid=%s)'\n", a, demoUser, pw, ldapBase, demoUser)
 	}
 	if o.Started != nil {
 		o.Started(&Daemon{Daemon: d, User: demoUser, Password: pw, Address: demoAddress})
