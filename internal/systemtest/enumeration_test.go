@@ -100,7 +100,7 @@ func TestNoEnumerationTiming(t *testing.T) {
 		Policy: lg.Auth().Policy(), Logger: discardLogger()})
 	ctx := context.Background()
 	ip := netip.MustParseAddr("192.0.2.10")
-	const tries, rounds = 200, 5
+	const tries, rounds = 600, 8
 	reqs := make([]auth.Request, len(enumCases))
 	for i, tc := range enumCases {
 		reqs[i] = auth.Request{User: tc.user, Secret: tc.secret(e), IP: ip, Protocol: policy.IMAP, TLS: true}
@@ -111,13 +111,17 @@ func TestNoEnumerationTiming(t *testing.T) {
 		}
 	}
 	// A round interleaves the cases so drift (GC, audit flushes, the other
-	// core) hits all of them alike. Up to five rounds: scheduling noise (and the race detector) can
-	// spoil one; a real difference shows in every round.
+	// core) hits all of them alike. Up to eight rounds: scheduling noise (and
+	// the race detector) can spoil one; a real difference shows in every round.
 	var spread float64
 	for round := 1; round <= rounds; round++ {
 		samples := make([][]time.Duration, len(reqs))
 		for i := 0; i < tries; i++ {
-			for j, r := range reqs {
+			// Rotate the order each time, so no case always runs right
+			// after another (cache and branch-predictor effects cancel).
+			for k := range reqs {
+				j := (i + k) % len(reqs)
+				r := reqs[j]
 				start := time.Now()
 				res := svc.Login(ctx, r)
 				samples[j] = append(samples[j], time.Since(start))
