@@ -3,6 +3,10 @@ package cli_test
 import (
 	"bufio"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,7 +21,7 @@ import (
 // printed ldapsearch command finds the demo user's entry.
 func TestDemo(t *testing.T) {
 	testenv.Require(t, "curl", "swaks", "ldapsearch")
-	cmd := exec.Command(legateBin, "demo", "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--ldap", "127.0.0.1:0")
+	cmd := exec.Command(legateBin, "demo", "--imap", "127.0.0.1:0", "--smtp", "127.0.0.1:0", "--ldap", "127.0.0.1:0", "--portal", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -37,9 +41,9 @@ func TestDemo(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var user, pw, curl, swaks, ldapsearch string
+	var user, pw, curl, swaks, ldapsearch, portalURL, portalCode string
 	deadline := time.After(30 * time.Second)
-	for curl == "" || swaks == "" || ldapsearch == "" {
+	for curl == "" || swaks == "" || ldapsearch == "" || portalCode == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -52,6 +56,11 @@ func TestDemo(t *testing.T) {
 				pw = strings.TrimPrefix(l, "app password: ")
 			case strings.HasPrefix(l, "curl "):
 				curl = l
+			case strings.HasPrefix(l, "portal: "):
+				portalURL = strings.TrimPrefix(l, "portal: ")
+			case strings.HasPrefix(l, "portal sign-in: "):
+				f := strings.Fields(l)
+				portalCode = f[len(f)-1]
 			case strings.HasPrefix(l, "swaks "):
 				swaks = l
 			case strings.HasPrefix(l, "ldapsearch "):
@@ -76,6 +85,12 @@ func TestDemo(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "sent through the demo") || strings.Count(string(out), "FETCH") != 2 {
 		t.Fatalf("INBOX after swaks: %v\n%s", err, out)
 	}
+	// The self-service page: sign in with the printed code, see the demo's
+	// app password listed (by name, never the secret).
+	page := demoPortalSignIn(t, portalURL, user, portalCode)
+	if !strings.Contains(page, "App passwords") || !strings.Contains(page, ">demo<") || strings.Contains(page, pw) {
+		t.Errorf("portal page after sign-in: want the list with the \"demo\" password and no secret; got:\n%.2000s", page)
+	}
 	// A wrong password is refused by the proxy.
 	bad := strings.Replace(curl, pw, "AAAA-BBBB-CCCC-DDDD", 1)
 	if out, err := exec.Command("sh", "-c", bad).CombinedOutput(); err == nil {
@@ -94,4 +109,33 @@ func TestDemo(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 49 {
 		t.Fatalf("ldapsearch with a wrong password: got %v, want exit code 49\n%s", err, out)
 	}
+}
+
+// demoPortalSignIn signs in at the demo's portal with the printed code and
+// returns the page the portal shows.
+func demoPortalSignIn(t *testing.T, portalURL, user, code string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.Get(portalURL + "/")
+	if err != nil {
+		t.Fatalf("portal: %v", err)
+	}
+	resp.Body.Close()
+	id := resp.Request.URL.Query().Get("id")
+	if id == "" || !strings.HasSuffix(resp.Request.URL.Path, "/signin") {
+		t.Fatalf("portal sent us to %s, want the demo provider's sign-in page", resp.Request.URL)
+	}
+	signin := *resp.Request.URL
+	signin.RawQuery = ""
+	resp, err = c.PostForm(signin.String(), url.Values{"id": {id}, "username": {user}, "code": {code}})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.String(), portalURL) {
+		t.Fatalf("after sign-in: status %d at %s, want the portal", resp.StatusCode, resp.Request.URL)
+	}
+	return string(body)
 }

@@ -27,6 +27,10 @@ type Options struct {
 	// IMAP, SMTP, LDAP are the listen addresses; empty means
 	// 127.0.0.1:1143, 127.0.0.1:1587 and 127.0.0.1:1389. "-" disables one.
 	IMAP, SMTP, LDAP string
+	// Portal is the self-service page's address; empty means
+	// 127.0.0.1:1080, "-" disables it. It signs in at a demo-only OpenID
+	// provider on a free loopback port.
+	Portal string
 	// Dir holds the demo's database; empty means a new temp dir, removed at exit.
 	Dir string
 	// Stdout receives the welcome text; Logger the logs (nil: discarded).
@@ -134,6 +138,19 @@ func Run(ctx context.Context, o Options) error {
 	if a := d.Addr("ldap"); a != nil {
 		fmt.Fprintln(w, "Look yourself up in the directory over LDAP:")
 		fmt.Fprintf(w, "ldapsearch -x -H ldap://%s -D %s -w '%s' -b %s '(uid=%s)'\n", a, demoUser, pw, ldapBase, demoUser)
+	}
+	if addr := orDefault(o.Portal, "127.0.0.1:1080"); addr != "" {
+		settings := config.ClientSettings{IMAP: clientSetting(d.Addr("imap")),
+			SMTP: clientSetting(d.Addr("submission")), LDAP: clientSetting(d.Addr("ldap"))}
+		dp, err := startPortal(addr, d.Control(), settings, o.Logger)
+		if err != nil {
+			d.Close()
+			return err
+		}
+		defer dp.close()
+		fmt.Fprintln(w, "Manage your app passwords on the self-service page (demo sign-in: no real identity provider):")
+		fmt.Fprintf(w, "portal: %s\n", dp.URL)
+		fmt.Fprintf(w, "portal sign-in: user %s, one-time code %s\n", demoUser, dp.Code)
 	}
 	if o.Started != nil {
 		o.Started(&Daemon{Daemon: d, User: demoUser, Password: pw, Address: demoAddress})

@@ -22,7 +22,7 @@ func TestRunLDAP(t *testing.T) {
 	started := make(chan *Daemon, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(ctx, Options{IMAP: "-", SMTP: "-", LDAP: "127.0.0.1:0", Dir: t.TempDir(),
+		errc <- Run(ctx, Options{IMAP: "-", SMTP: "-", LDAP: "127.0.0.1:0", Portal: "-", Dir: t.TempDir(),
 			Stdout: io.Discard, Started: func(d *Daemon) { started <- d }})
 	}()
 	var d *Daemon
