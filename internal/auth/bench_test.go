@@ -265,6 +265,20 @@ func BenchmarkLogin(b *testing.B) {
 			i++
 		}
 	})
+	// verify+decide: the decision path alone (directory lookup, one HMAC
+	// and index lookup, policy without trace), without the side effects
+	// Login adds (audit record, last use, log line).
+	b.Run("verify+decide", func(b *testing.B) {
+		svc := newService()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if res, _ := svc.evaluate(ctx, login(i, right, name), false); res.Outcome != policy.Allow {
+				b.Fatalf("got %s, want allow", res.Outcome)
+			}
+			i++
+		}
+	})
 	b.Run("store-verify", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
@@ -286,6 +300,7 @@ func BenchmarkDecide(b *testing.B) {
 		User:       &policy.User{Name: "alice", Groups: []string{"staff"}},
 		Credential: &policy.Credential{Kind: policy.AppPassword, ID: "abcd2345", Name: "Laptop", Created: t0},
 		Now:        t0.Add(time.Hour),
+		NoTrace:    true, // as Login calls it; Explain builds the trace
 	}
 	b.ReportAllocs()
 	for b.Loop() {
