@@ -74,22 +74,28 @@ func (d *Daemon) startFrontEnds(cfg *config.Config, ups *upstreams) error {
 		if err != nil {
 			return fmt.Errorf("listen.%s: %w", spec.key, err)
 		}
-		f := &frontListener{key: spec.key, ln: ln, srv: srv, implicit: spec.implicit, reconfigure: reconf, done: make(chan struct{})}
-		d.fronts = append(d.fronts, f)
-		go func() {
-			defer close(f.done)
-			var err error
-			if f.implicit {
-				err = f.srv.ServeTLS(ln)
-			} else {
-				err = f.srv.Serve(ln)
-			}
-			if err != nil && !isClosed(err) {
-				d.log.Error("listener stopped", "listener", f.key, "err", err)
-			}
-		}()
+		d.serveFront(&frontListener{key: spec.key, ln: ln, srv: srv, implicit: spec.implicit, reconfigure: reconf})
 	}
 	return nil
+}
+
+// serveFront registers f and serves it on its own goroutine, which ends
+// (closing f.done) when the server is closed.
+func (d *Daemon) serveFront(f *frontListener) {
+	f.done = make(chan struct{})
+	d.fronts = append(d.fronts, f)
+	go func() {
+		defer close(f.done)
+		var err error
+		if f.implicit {
+			err = f.srv.ServeTLS(f.ln)
+		} else {
+			err = f.srv.Serve(f.ln)
+		}
+		if err != nil && !isClosed(err) {
+			d.log.Error("listener stopped", "listener", f.key, "err", err)
+		}
+	}()
 }
 
 func (d *Daemon) reconfigureFrontEnds(cfg *config.Config, ups *upstreams) {

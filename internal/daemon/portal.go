@@ -42,20 +42,7 @@ func (d *Daemon) startPortal(cfg *config.Config) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}
-	f := &frontListener{key: "portal", ln: ln, srv: srv, implicit: d.cert != nil, done: make(chan struct{})}
-	d.fronts = append(d.fronts, f)
-	go func() {
-		defer close(f.done)
-		var err error
-		if f.implicit {
-			err = f.srv.ServeTLS(ln)
-		} else {
-			err = f.srv.Serve(ln)
-		}
-		if err != nil && !isClosed(err) {
-			d.log.Error("listener stopped", "listener", f.key, "err", err)
-		}
-	}()
+	d.serveFront(&frontListener{key: "portal", ln: ln, srv: srv, implicit: d.cert != nil})
 	return nil
 }
 
