@@ -47,6 +47,9 @@ type Daemon struct {
 	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Check builds everything a configuration needs except the store and the
@@ -209,7 +212,13 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 // Close stops everything at once, in reverse order of Start.
+// A second Close (or Shutdown) does nothing and returns the first result.
 func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() { d.closeErr = d.close() })
+	return d.closeErr
+}
+
+func (d *Daemon) close() error {
 	d.stopHTTP() // operations: listen.http started last, stops first
 	for _, f := range d.fronts {
 		f.srv.Close()

@@ -270,3 +270,22 @@ func TestStartFailureUndoes(t *testing.T) {
 	writeFile(t, path, testConfig(dir, "", ""))
 	startDaemon(t, path) // fails the test if the store were still held
 }
+
+// TestCloseTwice: Shutdown then Close (a drain, then a deferred cleanup) is
+// harmless.
+func TestCloseTwice(t *testing.T) {
+	cfg := config.Default()
+	dir := t.TempDir()
+	cfg.Storage.Path = filepath.Join(dir, "legate.db")
+	cfg.Storage.KeyFile = filepath.Join(dir, "hmac.key")
+	d, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("Close after Shutdown: got %v, want nil", err)
+	}
+}

@@ -15,15 +15,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
 
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/control"
@@ -306,4 +311,136 @@ func (c *RawIMAP) Command(tag, line string, timeout time.Duration) (string, []st
 func (c *RawIMAP) Login(tag, user, pass string, timeout time.Duration) (string, error) {
 	ans, _, err := c.Command(tag, fmt.Sprintf("LOGIN %q %q", user, pass), timeout)
 	return ans, err
+}
+
+// RawSMTP is a line-level SMTP client over implicit TLS, to stop in the
+// middle of DATA or hold an authenticated session idle.
+type RawSMTP struct {
+	Conn net.Conn
+	r    *textproto.Reader
+}
+
+// DialSMTPS connects to a submissions listener and reads the 220 greeting.
+func DialSMTPS(t testing.TB, addr string, tc *tls.Config) *RawSMTP {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, tc)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc := &RawSMTP{Conn: c, r: textproto.NewReader(bufio.NewReader(c))}
+	if code, msg, err := sc.Reply(10 * time.Second); err != nil || code != 220 {
+		t.Fatalf("greeting from %s: %d %s (%v), want 220", addr, code, msg, err)
+	}
+	return sc
+}
+
+// Reply reads one (possibly multi-line) reply within timeout.
+func (c *RawSMTP) Reply(timeout time.Duration) (int, string, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
+	return c.r.ReadResponse(0)
+}
+
+// Cmd sends one command line and reads its reply.
+func (c *RawSMTP) Cmd(line string, timeout time.Duration) (int, string, error) {
+	if err := c.Write(line+"\r\n", timeout); err != nil {
+		return 0, "", err
+	}
+	return c.Reply(timeout)
+}
+
+// Write sends raw bytes (a part of a message in DATA).
+func (c *RawSMTP) Write(s string, timeout time.Duration) error {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := io.WriteString(c.Conn, s)
+	return err
+}
+
+// Login sends EHLO and AUTH PLAIN and fails the test unless it gets 235.
+func (c *RawSMTP) Login(t testing.TB, user, pass string) {
+	t.Helper()
+	if code, msg, err := c.Cmd("EHLO client.example", 10*time.Second); err != nil || code != 250 {
+		t.Fatalf("EHLO: %d %s (%v), want 250", code, msg, err)
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	if code, msg, err := c.Cmd("AUTH PLAIN "+ir, 10*time.Second); err != nil || code != 235 {
+		t.Fatalf("AUTH PLAIN as %s: %d %s (%v), want 235", user, code, msg, err)
+	}
+}
+
+// OIDNoticeOfDisconnection names the unsolicited LDAP extended response a
+// server sends before it closes a connection (RFC 4511 §4.4.1).
+const OIDNoticeOfDisconnection = "1.3.6.1.4.1.1466.20036"
+
+// RawLDAP is a message-level LDAP client over implicit TLS, to see
+// unsolicited notifications that client libraries swallow.
+type RawLDAP struct {
+	Conn net.Conn
+	next int64
+}
+
+// DialLDAPS connects to an LDAPS listener.
+func DialLDAPS(t testing.TB, addr string, tc *tls.Config) *RawLDAP {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, tc)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &RawLDAP{Conn: c}
+}
+
+// Bind sends a simple bind and returns the result code.
+func (c *RawLDAP) Bind(name, pass string, timeout time.Duration) (int, error) {
+	c.next++
+	env := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+	env.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.next, ""))
+	req := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 0, nil, "") // BindRequest
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(3), ""))
+	req.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, name, ""))
+	req.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, pass, ""))
+	env.AppendChild(req)
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Conn.Write(env.Bytes()); err != nil {
+		return 0, err
+	}
+	p, err := c.Read(timeout)
+	if err != nil {
+		return 0, err
+	}
+	if len(p.Children) < 2 || p.Children[1].Tag != 1 || len(p.Children[1].Children) < 1 {
+		return 0, fmt.Errorf("ldap: not a BindResponse: %s", ber.DescribePacket(p))
+	}
+	code, ok := p.Children[1].Children[0].Value.(int64)
+	if !ok {
+		return 0, fmt.Errorf("ldap: BindResponse without a result code")
+	}
+	return int(code), nil
+}
+
+// Read reads one LDAP message within timeout.
+func (c *RawLDAP) Read(timeout time.Duration) (*ber.Packet, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
+	return ber.ReadPacket(c.Conn)
+}
+
+// NoticeOfDisconnection reports whether p is the unsolicited Notice of
+// Disconnection (message ID 0, ExtendedResponse named by its OID).
+func NoticeOfDisconnection(p *ber.Packet) bool {
+	if p == nil || len(p.Children) < 2 {
+		return false
+	}
+	if id, _ := p.Children[0].Value.(int64); id != 0 {
+		return false
+	}
+	op := p.Children[1]
+	if op.ClassType != ber.ClassApplication || op.Tag != 24 { // ExtendedResponse
+		return false
+	}
+	for _, ch := range op.Children {
+		if ch.ClassType == ber.ClassContext && ch.Tag == 10 && string(ch.Data.Bytes()) == OIDNoticeOfDisconnection {
+			return true
+		}
+	}
+	return false
 }
