@@ -10,7 +10,7 @@
 // ratio to the reference and PASS/MISS against the targets of issues 4
 // (IMAP), 5 (SMTP) and 6 (LDAP):
 //
-//	legate-bench [-duration 5s] [-sessions 16] [-idle 1000] [-only imap|smtp|ldap] [-out FILE]
+//	legate-bench [-duration 5s] [-sessions 16] [-idle 1000] [-only imap|smtp|ldap] [-out FILE] [-cpuprofile FILE]
 //
 // Exit status: 0 when every measurement ran (MISS rows included), 1 when
 // one could not run, 2 on a usage error.
@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Idle, "idle", 1000, "idle IMAP sessions opened for the memory measurement (at most 1000: Dovecot's imap process_limit)")
 	only := fs.String("only", "", "run one protocol only: imap, smtp or ldap")
 	out := fs.String("out", "", "also write the markdown report to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the Legate child process to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		protos = []string{*only}
+	}
+	if *cpuprofile != "" {
+		os.Setenv(cpuProfileEnv, *cpuprofile) // inherited by the Legate child
 	}
 	if err := raiseFileLimit(); err != nil {
 		fmt.Fprintf(stderr, "legate-bench: %v (continuing)\n", err)

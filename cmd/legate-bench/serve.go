@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
@@ -32,6 +33,14 @@ func serveChild(path string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "legate-bench serve: %v\n", err)
 		return 1
+	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "legate-bench serve: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	ctx := context.Background()
 	log := daemon.NewLogger(cfg, os.Stderr)
@@ -58,6 +67,26 @@ func serveChild(path string) int {
 		fmt.Fprintf(os.Stderr, "legate-bench serve: shutdown: %v\n", err)
 	}
 	return 0
+}
+
+// cpuProfileEnv names the file the Legate child writes its CPU profile
+// to (legate-bench -cpuprofile); the profile covers the child's whole life.
+const cpuProfileEnv = "LEGATE_BENCH_CPUPROFILE"
+
+// startCPUProfile starts a CPU profile into path; stop ends it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // relayChild runs a bare relay to each target, prints a JSON object

@@ -180,7 +180,23 @@ type idleConn struct {
 	net.Conn
 	idle, write time.Duration
 	preauth     atomic.Int64 // unix nanos of the pre-auth deadline; 0 after auth
+
+	// The DATA fast path on a plaintext connection reads the connection
+	// itself (rawdata.go): what it read past the message is handed back
+	// here, and read before the connection; a line it found too long makes
+	// every later read fail, as go-smtp's own line counter does. Touched
+	// only by the connection's go-smtp goroutine.
+	pending []byte
+	err     error
 }
+
+// unread puts b, copied, in front of what is still to be read.
+func (ic *idleConn) unread(b []byte) {
+	ic.pending = append(append(make([]byte, 0, len(b)+len(ic.pending)), b...), ic.pending...)
+}
+
+// fail makes every later read return err.
+func (ic *idleConn) fail(err error) { ic.err = err }
 
 func newIdleConn(c net.Conn, preauthDeadline time.Time, idle, write time.Duration) *idleConn {
 	ic := &idleConn{Conn: c, idle: idle, write: write}
@@ -192,6 +208,14 @@ func newIdleConn(c net.Conn, preauthDeadline time.Time, idle, write time.Duratio
 func (ic *idleConn) authenticated() { ic.preauth.Store(0) }
 
 func (ic *idleConn) Read(b []byte) (int, error) {
+	if ic.err != nil {
+		return 0, ic.err
+	}
+	if len(ic.pending) > 0 {
+		n := copy(b, ic.pending)
+		ic.pending = ic.pending[n:]
+		return n, nil
+	}
 	d := time.Now().Add(ic.idle)
 	if p := ic.preauth.Load(); p != 0 {
 		d = time.Unix(0, p)

@@ -22,6 +22,11 @@ type upstreamConn struct {
 	raw    net.Conn
 	dc     *deadlineConn
 	client *gosmtp.Client
+	// plain is set when the client writes its commands into dc unencrypted
+	// or through implicit TLS below dc, but not after STARTTLS (then the
+	// TLS layer is the client's own, above dc): DATA may then be written
+	// into dc directly (relayRawData).
+	plain bool
 }
 
 // abort drops the connection without a word: a DATA in progress never
@@ -70,7 +75,7 @@ func dialUpstream(ctx context.Context, cfg *upstream.Config, helo, user string) 
 		raw.Close()
 		return nil, fmt.Errorf("%w: master login as %s: %w", upstream.ErrUnavailable, user, err)
 	}
-	return &upstreamConn{raw: raw, dc: dc, client: c}, nil
+	return &upstreamConn{raw: raw, dc: dc, client: c, plain: cfg.Mode != upstream.ModeSTARTTLS}, nil
 }
 
 // connectUpstream opens the upstream session for the logged-in user.
@@ -185,6 +190,9 @@ func (s *smtpSession) relayData(r io.Reader) error {
 		return errUpstreamLost
 	}
 	up := s.up
+	if br := clientBuffer(r); br != nil && up.plain {
+		return s.relayRawData(br, up)
+	}
 	w, err := up.client.Data()
 	if err != nil {
 		return s.upstreamErr(err, errUpstreamLost)
@@ -269,7 +277,14 @@ func splitEnhanced(text string) (gosmtp.EnhancedCode, string) {
 type deadlineConn struct {
 	net.Conn
 	timeout atomic.Int64 // time.Duration
+	// deferred is written together with the next Write, in one system
+	// call: the end of a message with the final dot that follows it.
+	deferred []byte
 }
+
+// deferWrite has b written in front of the next Write; b must stay
+// untouched until then.
+func (d *deadlineConn) deferWrite(b []byte) { d.deferred = b }
 
 func (d *deadlineConn) Read(b []byte) (int, error) {
 	if err := d.Conn.SetReadDeadline(time.Now().Add(time.Duration(d.timeout.Load()))); err != nil {
@@ -282,7 +297,14 @@ func (d *deadlineConn) Write(b []byte) (int, error) {
 	if err := d.Conn.SetWriteDeadline(time.Now().Add(time.Duration(d.timeout.Load()))); err != nil {
 		return 0, err
 	}
-	return d.Conn.Write(b)
+	if len(d.deferred) == 0 {
+		return d.Conn.Write(b)
+	}
+	pre := len(d.deferred)
+	bufs := net.Buffers{d.deferred, b}
+	d.deferred = nil
+	n, err := bufs.WriteTo(d.Conn) // writev on a TCP connection
+	return int(max(n-int64(pre), 0)), err
 }
 
 func (d *deadlineConn) SetDeadline(time.Time) error      { return nil }

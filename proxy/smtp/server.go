@@ -181,6 +181,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closing   bool
 	wg        sync.WaitGroup
+
+	bufs sync.Pool // *dataBufs, for DATA in progress
 }
 
 // NewServer returns a server using opts.
