@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,9 +19,6 @@ import (
 	"github.com/legate-proxy/legate/internal/connlimit"
 )
 
-// farewellTimeout bounds the write of a closing "* BYE".
-const farewellTimeout = 500 * time.Millisecond
-
 // Connection states.
 const (
 	statePreauth = iota
@@ -30,26 +26,29 @@ const (
 )
 
 // conn is one client connection: the pre-auth dialogue, then the relay.
+// Once logged in, the connection goroutine hands the session to two fresh
+// relay goroutines and ends, so that an idle session holds only small
+// stacks and the few fields below (see relay.go).
 type conn struct {
+	// preauth is the state of the dialogue before login, owned by the
+	// connection goroutine and dropped (nil) when the session is handed to
+	// the relay goroutines.
+	*preauth
+
 	srv         *Server
 	opts        *Options
-	log         *slog.Logger
 	ip          netip.Addr
 	implicitTLS bool
-	ctx         context.Context
-	cancel      context.CancelFunc
+	// handedOff is set by the connection goroutine once the relay
+	// goroutines own the connection (they then end it).
+	handedOff bool
+	client    string // from ID: "name/version"
+	release   func() // connection-limit slot; nil when unlimited
 
-	// Pre-auth state, owned by the connection goroutine.
-	isTLS    bool
-	br       *bufio.Reader
-	p        parser
-	deadline time.Time
-	client   string // from ID: "name/version"
-	bad      int
-
-	mu     sync.Mutex // guards nc, up, state
-	nc     net.Conn   // client connection (a *tls.Conn after STARTTLS)
-	up     net.Conn   // upstream connection, once dialled
+	mu     sync.Mutex         // guards nc, up, state, cancel
+	nc     net.Conn           // client connection (a *tls.Conn after STARTTLS)
+	up     net.Conn           // upstream connection, once dialled
+	cancel context.CancelFunc // cancels preauth.ctx; nil once relaying
 	state  int
 	killed atomic.Bool
 
@@ -58,24 +57,35 @@ type conn struct {
 	wsem chan struct{}
 }
 
+// preauth is what a connection needs only before login.
+type preauth struct {
+	ctx   context.Context // cancelled by kill, and once relaying
+	log   *slog.Logger    // with proto, ip and client
+	isTLS bool
+	br    *bufio.Reader
+	p     parser
+	bad   int
+}
+
 func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 	o := s.opts.Load()
 	c := &conn{srv: s, opts: o, nc: nc, implicitTLS: implicitTLS, ip: connlimit.RemoteIP(nc),
-		wsem: make(chan struct{}, 1)}
+		wsem: make(chan struct{}, 1), preauth: &preauth{}}
 	c.log = o.logger().With("proto", "imap", "ip", c.ip.String())
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	return c
 }
 
-// serve runs the connection to its end.
+// serve runs the connection: the pre-auth dialogue, then (once logged in)
+// it hands the session to the relay goroutines and returns.
 func (c *conn) serve() {
-	defer c.srv.untrack(c)
-	defer c.cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("panic in connection", "panic", r, "stack", string(debug.Stack()))
+			c.logger().Error("panic in connection", "panic", r, "stack", string(debug.Stack()))
 		}
-		c.closeConns()
+		if !c.handedOff {
+			c.end()
+		}
 	}()
 	if lim := c.opts.Limiter; lim != nil {
 		release, ok := lim.Acquire(c.ip)
@@ -86,10 +96,9 @@ func (c *conn) serve() {
 			}
 			return
 		}
-		defer release()
+		c.release = release
 	}
-	c.deadline = time.Now().Add(c.opts.preauthTimeout())
-	_ = c.nc.SetDeadline(c.deadline)
+	_ = c.nc.SetDeadline(time.Now().Add(c.opts.preauthTimeout()))
 	if c.implicitTLS {
 		if c.opts.TLS == nil {
 			c.log.Error("implicit-TLS connection without a TLS config")
@@ -329,63 +338,4 @@ func (c *conn) write(s string) error {
 		c.log.Debug("write failed", "err", err)
 	}
 	return err
-}
-
-// farewell writes "* BYE msg" with a short deadline. It gives up when
-// another write holds the connection for longer than that.
-func (c *conn) farewell(msg string) {
-	nc := c.client0()
-	_ = nc.SetDeadline(time.Now().Add(farewellTimeout))
-	t := time.NewTimer(farewellTimeout)
-	defer t.Stop()
-	select {
-	case c.wsem <- struct{}{}:
-		_ = nc.SetWriteDeadline(time.Now().Add(farewellTimeout))
-		_, _ = fmt.Fprintf(nc, "* BYE %s\r\n", msg)
-		<-c.wsem
-	case <-t.C:
-	}
-}
-
-// kill ends the connection from another goroutine (revocation, shutdown):
-// it says BYE with a short deadline and closes both connections.
-func (c *conn) kill(msg string) {
-	if c.killed.Swap(true) {
-		return
-	}
-	c.cancel()
-	c.farewell(msg)
-	c.closeConns()
-}
-
-// shutdownPreauth kills the connection if it is not relaying yet.
-func (c *conn) shutdownPreauth() {
-	c.mu.Lock()
-	pre := c.state == statePreauth
-	c.mu.Unlock()
-	if pre {
-		c.kill("Server shutting down")
-	}
-}
-
-func (c *conn) closeConns() {
-	c.mu.Lock()
-	nc, up := c.nc, c.up
-	c.mu.Unlock()
-	_ = nc.Close()
-	if up != nil {
-		_ = up.Close()
-	}
-}
-
-// setUpstream records the upstream connection so that kill closes it; it
-// fails when the connection was killed meanwhile.
-func (c *conn) setUpstream(up net.Conn) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.killed.Load() {
-		return errors.New("imap: connection closed")
-	}
-	c.up = up
-	return nil
 }

@@ -52,8 +52,11 @@ func TestE2EIdleSessionMemory(t *testing.T) {
 	plainAddr, _ := e.legate(upstream.ModeNone, upstream.LoginAuthzid, pol)
 	_, tlsAddr := e.legate(upstream.ModeImplicit, upstream.LoginAuthzid, pol)
 	const n = 40
-	// Targets: 16 KiB plain, 64 KiB TLS, with a margin for GC noise.
-	budget := map[string]int64{"plain": 20 << 10, "TLS": 64 << 10}
+	// Targets: 16 KiB plain, 64 KiB TLS for Legate alone. Measured here
+	// (client side included): about 5.5-7 KiB plain, 33-40 KiB TLS (the
+	// client's own TLS connection is a good part of it); the budgets leave a
+	// margin for GC noise.
+	budget := map[string]int64{"plain": 10 << 10, "TLS": 48 << 10}
 	dialPlain := func(a string) (net.Conn, error) { return net.Dial("tcp", a) }
 	dialTLS := func(a string) (net.Conn, error) { return tls.Dial("tcp", a, e.certs.ClientTLS) }
 	measure := func(name, addr string, dial func(string) (net.Conn, error)) {

@@ -18,7 +18,8 @@ import (
 // login (SASL PLAIN with authzid, or LOGIN user*master), answers
 // CAPABILITY, and after login answers every command with "tag OK <NAME>
 // done", remembering the lines. IDLE waits for DONE; "TICK n" sends n
-// untagged "* OK tick" lines 100ms apart.
+// untagged "* OK tick" lines 100ms apart; "BIG n" answers with a FETCH
+// response carrying a literal of n bytes.
 type fakeUpstream struct {
 	fakeConfig
 	t        testing.TB
@@ -205,6 +206,13 @@ func (f *fakeUpstream) serve(c net.Conn) {
 				}
 			}()
 			send(cmd.tag + " OK TICK started")
+		case cmd.name == "BIG":
+			n := 0
+			if len(cmd.args) == 1 {
+				n, _ = strconv.Atoi(cmd.args[0].val)
+			}
+			send(fmt.Sprintf("* 1 FETCH (BODY[] {%d}\r\n%s)", n, strings.Repeat("y", n)))
+			send(cmd.tag + " OK BIG done")
 		case cmd.name == "LOGOUT":
 			send("* BYE bye")
 			send(cmd.tag + " OK LOGOUT done")

@@ -218,7 +218,8 @@ func BenchmarkRelayAppend(b *testing.B) {
 
 // BenchmarkRelayCount is the cost the relay pays per chunk for metrics.
 func BenchmarkRelayCount(b *testing.B) {
-	r := &relayState{m: promMetrics{prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayed"}, []string{"protocol", "direction"})}}
+	m := promMetrics{prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayed"}, []string{"protocol", "direction"})}
+	r := &relay{c: &conn{opts: &Options{Metrics: m}}}
 	for b.Loop() {
 		r.count(true, bigBuf)
 	}

@@ -15,9 +15,11 @@ import (
 	"github.com/legate-proxy/legate/policy"
 )
 
-// Relay buffers: each direction reads into a small buffer and takes a big
-// pooled one only while data keeps coming, so an idle session holds no big
-// buffer.
+// Relay buffers. A direction whose source is a plain socket waits for data
+// without any buffer (see readiness) and takes a big pooled buffer only to
+// read what has arrived; other sources (TLS) read into a small buffer and
+// take a big one only while data keeps coming. Either way an idle session
+// holds no big buffer.
 const (
 	smallBuf = 512
 	bigBuf   = 16 << 10
@@ -28,21 +30,33 @@ func newBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, bigBuf); return &b }}
 }
 
-// session answers the client's login, registers the session and relays
-// bytes until either side closes.
+// relay is a logged-in session, shared by its two directions. Each runs on
+// a goroutine of its own, started fresh after login (with a small stack:
+// the connection goroutine, whose stack grew during the login dialogue,
+// ends); the last one to finish ends the connection.
+type relay struct {
+	c          *conn
+	user, id   string
+	done       func() // unregisters the session
+	start      time.Time
+	last       atomic.Int64 // unix nanoseconds of the last traffic either way
+	left       atomic.Int32 // directions still running
+	nUp, nDown int64        // bytes relayed, each set by its direction
+}
+
+// session answers the client's login, registers the session and hands it
+// to two relay goroutines. The connection goroutine returns afterwards.
 func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin) {
 	var apID string
 	if res.AppPassword != nil {
 		apID = res.AppPassword.ID
 	}
-	id, done := "", func() {}
+	r := &relay{c: c, user: res.User.Name, done: func() {}}
 	if reg := c.opts.Sessions; reg != nil {
-		id, done = reg.Register(session.Info{
-			User: res.User.Name, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client,
+		r.id, r.done = reg.Register(session.Info{
+			User: r.user, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client,
 		}, func() { c.kill("Session revoked") })
 	}
-	defer done()
-	log := c.log.With("user", res.User.Name, "session", id)
 
 	c.mu.Lock()
 	c.state = stateRelay
@@ -52,6 +66,7 @@ func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin) {
 
 	_ = client.SetDeadline(time.Now().Add(c.opts.Upstream.IOTimeoutOrDefault()))
 	if c.writeLine(tag+" OK [CAPABILITY "+ul.caps+"] Logged in") != nil {
+		r.done()
 		return
 	}
 	// Commands the client pipelined after its login belong upstream.
@@ -60,27 +75,29 @@ func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin) {
 		b, _ := c.br.Peek(n)
 		pending = append([]byte(nil), b...)
 	}
-	// Drop the pre-auth buffers: an idle session should stay small.
-	c.br, c.p = nil, parser{}
-	log.Info("session started", "app_password", apID)
-	start := time.Now()
-	up, down := c.relay(client, ul.conn, pending, ul.buffered)
-	log.Info("session ended", "duration", time.Since(start).Round(time.Millisecond),
-		"bytes_in", up, "bytes_out", down)
+	c.log.Info("session started", "user", r.user, "session", r.id, "app_password", apID)
+
+	// Drop everything the pre-auth dialogue needed: an idle session
+	// should stay small.
+	c.cancelPreauth()
+	c.preauth = nil
+	c.handedOff = true
+	r.start = time.Now()
+	r.touch()
+	r.left.Store(2)
+	go r.run(client, ul.conn, pending, false)
+	go r.run(ul.conn, client, ul.buffered, true)
 }
 
-// relayState is shared by both directions of one session.
-type relayState struct {
-	c    *conn
-	idle time.Duration
-	m    Metrics
-	last atomic.Int64 // unix nanoseconds of the last traffic either way
-}
+func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
 
-func (r *relayState) touch() { r.last.Store(time.Now().UnixNano()) }
+// deadline is when the session is idle too long, both directions counted.
+func (r *relay) deadline() time.Time {
+	return time.Unix(0, r.last.Load()).Add(r.c.opts.idleTimeout())
+}
 
 // count reports n bytes relayed (once per chunk, not per byte).
-func (r *relayState) count(toClient bool, n int) {
+func (r *relay) count(toClient bool, n int) {
 	if n <= 0 {
 		return
 	}
@@ -88,62 +105,82 @@ func (r *relayState) count(toClient bool, n int) {
 	if toClient {
 		dir = dirToClient
 	}
-	r.m.RelayedBytes(policy.IMAP, dir, n)
+	r.c.opts.metrics().RelayedBytes(policy.IMAP, dir, n)
 }
 
-func (r *relayState) deadline() time.Time { return time.Unix(0, r.last.Load()).Add(r.idle) }
-
-// relay copies bytes both ways: the calling goroutine carries client to
-// upstream, one more goroutine upstream to client. toUp and toClient are
-// sent first. It returns the byte counts and closes both connections.
-func (c *conn) relay(client, up net.Conn, toUp, toClient []byte) (nUp, nDown int64) {
-	r := &relayState{c: c, idle: c.opts.idleTimeout(), m: c.opts.metrics()}
-	r.touch()
-	downDone := make(chan struct{})
-	go func() {
-		defer close(downDone)
-		defer func() {
-			if p := recover(); p != nil {
-				c.log.Error("panic in relay", "panic", p, "stack", string(debug.Stack()))
-			}
-			c.closeConns()
-		}()
-		if len(toClient) > 0 {
-			if r.write(client, toClient, true) != nil {
-				return
-			}
-			r.count(true, len(toClient))
+// run relays one direction, src to dst, after sending first. toClient says
+// dst is the client.
+func (r *relay) run(src, dst net.Conn, first []byte, toClient bool) {
+	var n int64
+	defer func() {
+		if p := recover(); p != nil {
+			r.c.logger().Error("panic in relay", "panic", p, "stack", string(debug.Stack()))
 		}
-		nDown = r.pump(up, client, true) + int64(len(toClient))
+		r.exit(toClient, n)
 	}()
-	if len(toUp) == 0 || r.write(up, toUp, false) == nil {
-		r.count(false, len(toUp))
-		nUp = r.pump(client, up, false) + int64(len(toUp))
+	if len(first) > 0 {
+		if r.write(dst, first, toClient) != nil {
+			return
+		}
+		r.count(toClient, len(first))
+		n = int64(len(first))
 	}
-	c.closeConns()
-	<-downDone
-	return nUp, nDown
+	n += r.pump(src, dst, toClient)
+}
+
+// exit ends one direction: it closes both connections (which ends the
+// other direction too); the last direction out ends the session.
+func (r *relay) exit(toClient bool, n int64) {
+	if toClient {
+		r.nDown = n
+	} else {
+		r.nUp = n
+	}
+	r.c.closeConns()
+	if r.left.Add(-1) > 0 {
+		return
+	}
+	r.done()
+	r.c.logger().Info("session ended", "user", r.user, "session", r.id,
+		"duration", time.Since(r.start).Round(time.Millisecond), "bytes_in", r.nUp, "bytes_out", r.nDown)
+	r.c.end()
 }
 
 // pump copies src to dst until either fails or the session is idle too
 // long. toClient says dst is the client (writes are then serialised with
 // farewells).
-func (r *relayState) pump(src, dst net.Conn, toClient bool) int64 {
+func (r *relay) pump(src, dst net.Conn, toClient bool) int64 {
 	var n int64
-	small := make([]byte, smallBuf)
+	wait := readiness(src)
+	var small []byte
+	if wait == nil {
+		small = make([]byte, smallBuf)
+	}
+	pool := r.c.srv.bufs
 	var big *[]byte
-	defer func() {
+	drop := func() {
 		if big != nil {
-			r.c.srv.bufs.Put(big)
+			pool.Put(big)
+			big = nil
 		}
-	}()
+	}
+	defer drop()
 	for {
+		if src.SetReadDeadline(r.deadline()) != nil {
+			return n
+		}
+		if wait != nil && big == nil {
+			if err := wait(); err != nil {
+				if r.stillActive(err) {
+					continue
+				}
+				return n
+			}
+			big = pool.Get().(*[]byte)
+		}
 		buf := small
 		if big != nil {
 			buf = *big
-		}
-		if src.SetReadDeadline(r.deadline()) != nil {
-			return n
 		}
 		k, err := src.Read(buf)
 		if k > 0 {
@@ -155,22 +192,28 @@ func (r *relayState) pump(src, dst net.Conn, toClient bool) int64 {
 			n += int64(k)
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(r.deadline()) {
-				continue // the other direction was active
+			if r.stillActive(err) {
+				drop()
+				continue
 			}
 			return n
 		}
 		switch {
 		case big == nil && k == len(small):
-			big = r.c.srv.bufs.Get().(*[]byte)
+			big = pool.Get().(*[]byte)
 		case big != nil && k < len(*big):
-			r.c.srv.bufs.Put(big)
-			big = nil
+			drop()
 		}
 	}
 }
 
-func (r *relayState) write(dst net.Conn, b []byte, toClient bool) error {
+// stillActive reports whether err is a read deadline that passed while
+// the other direction kept the session alive.
+func (r *relay) stillActive(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(r.deadline())
+}
+
+func (r *relay) write(dst net.Conn, b []byte, toClient bool) error {
 	if toClient {
 		r.c.wsem <- struct{}{}
 		defer func() { <-r.c.wsem }()
@@ -178,7 +221,7 @@ func (r *relayState) write(dst net.Conn, b []byte, toClient bool) error {
 			return io.ErrClosedPipe
 		}
 	}
-	if err := dst.SetWriteDeadline(time.Now().Add(r.idle)); err != nil {
+	if err := dst.SetWriteDeadline(time.Now().Add(r.c.opts.idleTimeout())); err != nil {
 		return err
 	}
 	_, err := dst.Write(b)
