@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/acceptor"
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/session"
@@ -188,29 +189,15 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 		s.mu.Unlock()
 	}()
 
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
 		c := s.newConn(nc, implicitTLS)
 		if !s.track(c) {
 			nc.Close()
-			return ErrServerClosed
+			return false
 		}
 		go c.serve()
-	}
+		return true
+	})
 }
 
 func (s *Server) isClosing() bool {

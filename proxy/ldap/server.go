@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/acceptor"
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/session"
@@ -204,32 +205,21 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			s.mu.Lock()
-			delete(s.listeners, ln)
-			s.mu.Unlock()
-			return err
-		}
-		delay = 0
+	err := acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
 		c := newClientConn(s, nc, implicitTLS)
 		if !s.track(c) {
 			nc.Close()
-			return ErrServerClosed
+			return false
 		}
 		go c.serve()
+		return true
+	})
+	if err != ErrServerClosed {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
 	}
+	return err
 }
 
 func (s *Server) isClosing() bool {

@@ -25,9 +25,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/acceptor"
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/session"
@@ -226,27 +226,12 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 		s.mu.Unlock()
 	}()
 
-	var delay time.Duration
-	for {
-		raw, err := ln.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(raw net.Conn) bool {
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
 			raw.Close()
-			return ErrServerClosed
+			return false
 		}
 		c := newConn(s, s.opts.Load(), raw, implicitTLS)
 		s.conns[c] = struct{}{}
@@ -257,7 +242,8 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			defer s.forget(c)
 			c.serve()
 		}()
-	}
+		return true
+	})
 }
 
 func (s *Server) forget(c *conn) {
