@@ -93,7 +93,7 @@ var handlers = map[string]handler{
 	OpSessions: op(func(l *control.Local, ctx context.Context, a userArg) ([]session.Info, error) {
 		return l.Sessions(ctx, a.User)
 	}),
-	OpKill: op((*control.Local).KillSessions),
+	OpKill:   op((*control.Local).KillSessions),
 	OpReport: op((*control.Local).Report),
 }
 
