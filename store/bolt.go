@@ -78,12 +78,7 @@ type Bolt struct {
 	interval time.Duration
 	maxPend  int
 
-	// life guards closed against the database being closed under a running
-	// operation: operations hold it for reading, Close for writing.
-	life   sync.RWMutex
-	closed atomic.Bool
-	// endOp is life.RUnlock, bound once so begin does not allocate.
-	endOp func()
+	lifecycle
 
 	// pmu guards the pending (not yet flushed) last uses and audit records.
 	pmu         sync.Mutex
@@ -137,7 +132,7 @@ func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
-	b.endOp = b.life.RUnlock
+	b.lifecycle.init()
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -201,13 +196,9 @@ func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
 // Close flushes pending last uses and audit records, stops the flusher and
 // closes the database. Operations after Close return ErrClosed.
 func (b *Bolt) Close() error {
-	b.life.Lock()
-	if b.closed.Load() {
-		b.life.Unlock()
+	if !b.shut() {
 		return ErrClosed
 	}
-	b.closed.Store(true)
-	b.life.Unlock()
 
 	close(b.stop)
 	b.flusherDone.Wait()
@@ -223,20 +214,6 @@ func (b *Bolt) Close() error {
 		return fmt.Errorf("store: close: %w", cerr)
 	}
 	return nil
-}
-
-// begin is called first by every operation that touches the database. It
-// returns a release func to defer, or ErrClosed / the context's error.
-func (b *Bolt) begin(ctx context.Context) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	b.life.RLock()
-	if b.closed.Load() {
-		b.life.RUnlock()
-		return nil, ErrClosed
-	}
-	return b.endOp, nil
 }
 
 // update runs fn in a read-write transaction, which bbolt fsyncs on commit,

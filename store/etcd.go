@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -45,9 +44,7 @@ type Etcd struct {
 	grace    time.Duration
 	probe    time.Duration
 
-	life   sync.RWMutex
-	closed atomic.Bool
-	endOp  func()
+	lifecycle
 
 	pmu        sync.Mutex
 	pendingUse map[string]LastUse
@@ -150,7 +147,7 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 		dummy:      newDummy(),
 		rep:        newReplica(),
 	}
-	s.endOp = s.life.RUnlock
+	s.lifecycle.init()
 	if s.prefix == "" {
 		s.prefix = DefaultEtcdPrefix
 	}
@@ -215,13 +212,9 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 // Close flushes pending last uses and audit records, stops the goroutines
 // and closes the etcd client.
 func (s *Etcd) Close() error {
-	s.life.Lock()
-	if s.closed.Load() {
-		s.life.Unlock()
+	if !s.shut() {
 		return ErrClosed
 	}
-	s.closed.Store(true)
-	s.life.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	ferr := s.flush(ctx)
 	cancel()
@@ -235,18 +228,6 @@ func (s *Etcd) Close() error {
 		return fmt.Errorf("store: etcd: close: %w", cerr)
 	}
 	return nil
-}
-
-func (s *Etcd) begin(ctx context.Context) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.life.RLock()
-	if s.closed.Load() {
-		s.life.RUnlock()
-		return nil, ErrClosed
-	}
-	return s.endOp, nil
 }
 
 // OnRevoke registers fn to be called with the ids of app passwords that
