@@ -256,6 +256,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	log := NewLogger(cfg, o.Stderr)
+	// Catch signals before anything starts: a SIGTERM that arrives while
+	// listeners open (or just after "legate started") must drain, not kill.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	d, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -263,9 +268,6 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Started != nil {
 		o.Started(d)
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	changed := watchFile(watchCtx, o.ConfigPath, 2*time.Second)
