@@ -151,6 +151,10 @@ type UpstreamMail struct {
 	MasterPasswordFile string `yaml:"master_password_file"`
 	Login              string `yaml:"login"`     // default authzid
 	Separator          string `yaml:"separator"` // default "*"
+	// Auth is master (default) or oauth2 (a token instead of the master
+	// credential; see OAuth2).
+	Auth   string `yaml:"auth"`
+	OAuth2 OAuth2 `yaml:"oauth2"`
 }
 
 // Configured reports whether the upstream has an address.
@@ -307,8 +311,8 @@ func Default() *Config {
 			},
 		},
 		Upstream: Upstreams{
-			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*"},
-			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*"},
+			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster},
+			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster},
 			LDAP: UpstreamLDAP{PoolSize: 8, Authz: AuthzProxied},
 		},
 		Directory: Directory{

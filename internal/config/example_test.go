@@ -72,7 +72,7 @@ func schemaKeys(t reflect.Type, prefix string) []string {
 }
 
 // commentedKey matches a commented-out key line: "  # key: value".
-var commentedKey = regexp.MustCompile(`(?m)^(\s*)# ?((?:- )?[a-z_]+:(?:\s.*)?)$`)
+var commentedKey = regexp.MustCompile(`(?m)^(\s*)# ?((?:- )?[a-z0-9_]+:(?:\s.*)?)$`)
 
 func uncomment(src string) string { return commentedKey.ReplaceAllString(src, "$1$2") }
 

@@ -142,6 +142,8 @@ func (c *Config) set(key string) bool {
 // derive fills defaults that depend on other keys, and resolves relative
 // paths against dir.
 func (c *Config) derive(dir string) {
+	c.deriveOAuth2("upstream.imap", &c.Upstream.IMAP)
+	c.deriveOAuth2("upstream.smtp", &c.Upstream.SMTP)
 	for _, p := range c.paths() {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -158,7 +160,7 @@ func (c *Config) derive(dir string) {
 
 // paths lists every key that holds a file system path.
 func (c *Config) paths() []*string {
-	return []*string{
+	return append([]*string{
 		&c.Listen.Admin,
 		&c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Storage.Path, &c.Storage.KeyFile,
@@ -168,5 +170,5 @@ func (c *Config) paths() []*string {
 		&c.Upstream.SMTP.CAFile, &c.Upstream.SMTP.MasterPasswordFile,
 		&c.Upstream.LDAP.CAFile, &c.Upstream.LDAP.BindPasswordFile,
 		&c.Portal.SessionKeyFile, &c.Portal.OIDC.ClientSecretFile,
-	}
+	}, append(c.Upstream.IMAP.OAuth2.paths(), c.Upstream.SMTP.OAuth2.paths()...)...)
 }

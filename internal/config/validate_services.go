@@ -66,6 +66,14 @@ func (v *validator) upstreamMail(key string, u UpstreamMail) {
 	if !v.upstreamConn(key, u.Address, u.TLS, u.CAFile, u.ServerName, u.InsecureSkipVerify) {
 		return
 	}
+	v.oneOf(key+".auth", u.Auth, AuthMaster, AuthOAuth2)
+	if u.Auth == AuthOAuth2 {
+		v.upstreamOAuth2(key, u)
+		return
+	}
+	if v.c.anySet(key + ".oauth2") {
+		v.add(key+".oauth2", "is set but %s.auth is %q; say auth: oauth2", key, u.Auth)
+	}
 	v.required(key+".master_user", u.MasterUser, "as the service account the upstream trusts")
 	v.required(key+".master_password_file", u.MasterPasswordFile, "(the service password, read from a file)")
 	v.oneOf(key+".login", u.Login, LoginAuthzid, LoginSeparator)
