@@ -49,6 +49,8 @@ type Config struct {
 	DialTimeout time.Duration
 	// IOTimeout bounds each read or write of the login exchange; zero means 30s.
 	IOTimeout time.Duration
+	// OAuth, if set, logs in with a token instead of the master credential.
+	OAuth *OAuth
 }
 
 // DialTimeoutOrDefault returns DialTimeout or its default.

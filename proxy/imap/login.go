@@ -128,7 +128,7 @@ func (c *conn) login(tag, user, secret string) bool {
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
 	start := time.Now()
-	ul, err := masterLogin(c.ctx, c.opts.Upstream, res.User.Name, c.setUpstream)
+	ul, err := masterLogin(c.ctx, c.opts.Upstream, c.opts.Upstream.LoginName(res.User.Name, res.User.Addresses), c.setUpstream)
 	if err != nil {
 		if c.killed.Load() {
 			return false

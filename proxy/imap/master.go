@@ -223,35 +223,60 @@ func (u *upClient) finish(tag string) (response, error) {
 	return r, nil
 }
 
-// login authenticates as user with the master credential.
+// login authenticates as user: SASL PLAIN with the master credential as
+// authcid and user as authzid, a token (XOAUTH2 / OAUTHBEARER), or the
+// LOGIN user*master form.
 func (u *upClient) login(user string) error {
 	cfg := u.cfg
 	// Only capabilities seen from now on describe the logged-in session.
 	pre := u.caps
 	u.caps = ""
-	if cfg.Login == upstream.LoginSeparator {
+	if cfg.Login == upstream.LoginSeparator && cfg.OAuth == nil {
 		return u.loginSeparator(user + cfg.SeparatorOrDefault() + cfg.MasterUser)
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(user + "\x00" + cfg.MasterUser + "\x00" + cfg.MasterPassword))
-	if hasCap(pre, "SASL-IR") {
-		_, err := u.expectOK("L2", "L2 AUTHENTICATE PLAIN "+ir)
-		return err
-	}
-	if err := u.send("L2 AUTHENTICATE PLAIN\r\n"); err != nil {
-		return err
-	}
-	r, err := u.wait("L2", true)
+	mech, raw, err := cfg.SASL(u.ctx, user)
 	if err != nil {
 		return err
 	}
-	if r.tag != "+" {
-		return fmt.Errorf("AUTHENTICATE refused: %s %s", r.status, clean(r.text, 100))
+	ir := base64.StdEncoding.EncodeToString(raw)
+	if hasCap(pre, "SASL-IR") {
+		err = u.send("L2 AUTHENTICATE " + mech + " " + ir + "\r\n")
+	} else {
+		err = u.send("L2 AUTHENTICATE " + mech + "\r\n")
+		if err == nil {
+			var r response
+			r, err = u.wait("L2", true)
+			if err == nil && r.tag != "+" {
+				return fmt.Errorf("AUTHENTICATE refused: %s %s", r.status, clean(r.text, 100))
+			}
+			if err == nil {
+				err = u.send(ir + "\r\n")
+			}
+		}
 	}
-	if err := u.send(ir + "\r\n"); err != nil {
+	if err != nil {
 		return err
 	}
-	_, err = u.finish("L2")
-	return err
+	r, err := u.wait("L2", true)
+	if err == nil && r.tag == "+" {
+		// A token mechanism's failure comes as a challenge carrying the
+		// error (RFC 7628 §3.2.2); an empty response ends the exchange.
+		if err = u.send("\r\n"); err == nil {
+			r, err = u.wait("L2", false)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if r.status != "OK" {
+		reply := r.status + " " + clean(r.text, 100)
+		if cfg.OAuth != nil {
+			return cfg.TokenRefused(user, reply)
+		}
+		return errors.New(reply)
+	}
+	u.noteCaps(r)
+	return nil
 }
 
 // loginSeparator sends LOGIN "user*master" "password", with literals for
