@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/oauth"
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
@@ -106,7 +107,7 @@ func BuildDirectory(cfg *config.Config) (directory.Directory, error) {
 }
 
 // MailUpstream converts upstream.imap or upstream.smtp.
-func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, key string) (*upstream.Config, error) {
+func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, key string, obs oauth.Observer) (*upstream.Config, error) {
 	if !u.Configured() {
 		return nil, nil
 	}
@@ -126,6 +127,11 @@ func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, k
 			return nil, fmt.Errorf("%s.master_password_file: %w", key, err)
 		}
 		c.MasterPassword = pw
+	}
+	if u.Auth == config.AuthOAuth2 {
+		if c.OAuth, err = oauthLogin(u, key, obs); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -66,7 +66,7 @@ func Check(_ context.Context, cfg *config.Config) error {
 	if _, err := BuildDirectory(cfg); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := buildUpstreams(cfg, log); err != nil {
+	if _, err := buildUpstreams(cfg, log, nil); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if err != nil {
 		return d, err
 	}
-	ups, err := buildUpstreams(cfg, log)
+	ups, err := buildUpstreams(cfg, log, tokenObserver{d})
 	if err != nil {
 		return d, err
 	}
@@ -161,7 +161,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	ups, err := buildUpstreams(cfg, d.log)
+	ups, err := buildUpstreams(cfg, d.log, tokenObserver{d})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/oauth"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
 
@@ -35,15 +36,15 @@ type upstreams struct {
 	IMAP, SMTP, LDAP *upstream.Config
 }
 
-func buildUpstreams(cfg *config.Config, log *slog.Logger) (*upstreams, error) {
+func buildUpstreams(cfg *config.Config, log *slog.Logger, obs oauth.Observer) (*upstreams, error) {
 	dial := cfg.Limits.DialTimeout.Std()
 	var u upstreams
 	var err error
 	var errs []error
-	if u.IMAP, err = MailUpstream(cfg.Upstream.IMAP, dial, log, "upstream.imap"); err != nil {
+	if u.IMAP, err = MailUpstream(cfg.Upstream.IMAP, dial, log, "upstream.imap", obs); err != nil {
 		errs = append(errs, err)
 	}
-	if u.SMTP, err = MailUpstream(cfg.Upstream.SMTP, dial, log, "upstream.smtp"); err != nil {
+	if u.SMTP, err = MailUpstream(cfg.Upstream.SMTP, dial, log, "upstream.smtp", obs); err != nil {
 		errs = append(errs, err)
 	}
 	if u.LDAP, err = LDAPUpstream(cfg.Upstream.LDAP, dial, log); err != nil {

@@ -146,6 +146,13 @@ func (d *Daemon) notReady(ctx context.Context) []string {
 			if u.cfg == nil {
 				continue
 			}
+			if o := u.cfg.OAuth; o != nil {
+				wg.Go(func() {
+					if err := tokenReady(ctx, o); err != nil {
+						fail(u.key+".oauth2", err)
+					}
+				})
+			}
 			wg.Go(func() {
 				conn, err := u.cfg.Dial(ctx)
 				if err != nil {

@@ -68,6 +68,7 @@ type Metrics struct {
 	throttled       *prometheus.CounterVec
 	storeOp         *prometheus.HistogramVec
 	reloads         *prometheus.CounterVec
+	tokens          *tokenMetrics
 }
 
 // New builds the metrics and registers them, with the Go runtime and process
@@ -109,6 +110,7 @@ func New(o Options) *Metrics {
 		Name: "legate_config_reloads_total",
 		Help: "Configuration reloads by result (ok, error).",
 	}, []string{"result"})
+	m.tokens = newTokenMetrics(m.reg)
 	m.reg.MustRegister(m.logins, m.decision, m.relayed, m.upstreamErrors, m.upstreamConnect,
 		m.throttled, m.storeOp, m.reloads)
 

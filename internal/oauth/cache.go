@@ -33,6 +33,7 @@ type Cache struct {
 type entry struct {
 	tok     Token
 	refresh time.Time // fetch again from here on
+	fetched time.Time
 	// flight is non-nil while a fetch runs; closed when it ends.
 	flight chan struct{}
 	err    error // the last fetch's error, valid after flight closes
@@ -138,6 +139,7 @@ func (c *Cache) run(ctx context.Context, key, subject string, e *entry) (string,
 	c.lastErr = err
 	if err == nil {
 		e.tok = tok
+		e.fetched = now
 		e.refresh = tok.Expiry.Add(-skew(tok.Expiry.Sub(now)))
 	}
 	e.err = err
@@ -181,15 +183,27 @@ func (c *Cache) Err() error {
 }
 
 // Forget drops the cached token for subject, so that the next Token fetches
-// a new one (after the upstream refused a token it had not expired).
+// a new one (after the upstream refused a token it had not expired). An
+// app-only token is shared by every mailbox and is more often refused for
+// a missing per-mailbox grant than for itself: it is dropped at most once
+// a minute, so a device retrying a refused login cannot drive the token
+// endpoint.
 func (c *Cache) Forget(subject string) {
 	key := subject
 	if !c.fetch.PerSubject() {
 		key = ""
 	}
 	c.mu.Lock()
-	if e := c.entries[key]; e != nil && e.flight == nil {
-		delete(c.entries, key)
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	if e == nil || e.flight != nil {
+		return
 	}
-	c.mu.Unlock()
+	if key == "" && c.now().Sub(e.fetched) < time.Minute {
+		return
+	}
+	delete(c.entries, key)
 }
+
+// PerSubject reports whether tokens differ per subject.
+func (c *Cache) PerSubject() bool { return c.fetch.PerSubject() }

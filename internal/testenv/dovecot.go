@@ -50,6 +50,18 @@ type DovecotOptions struct {
 	// 15 s. Off by default so tests of wrong passwords stay fast. Note
 	// that every proxied login comes from the proxy's IP.
 	AuthPenalty bool
+	// OAuth2Introspection, if set, accepts XOAUTH2 and OAUTHBEARER tokens
+	// through Dovecot's passdb oauth2: each token is introspected (RFC
+	// 7662, POST) at this URL, which may carry the resource server's
+	// credentials ("http://id:secret@127.0.0.1:port/path"), and its
+	// username must equal the login's user (Google's per-user tokens).
+	OAuth2Introspection string
+	// OAuth2Checkpassword, if set, accepts XOAUTH2 and OAUTHBEARER tokens
+	// through a checkpassword passdb running this program, which gets
+	// the user and the token (Dovecot hands the token to the passdb as
+	// the password): a script can check an app-only token against a
+	// per-mailbox grant table, as Exchange Online does.
+	OAuth2Checkpassword string
 }
 
 // DefaultUsers returns the users StartDovecot creates when
@@ -342,6 +354,13 @@ func (d *Dovecot) writeFiles(opts DovecotOptions) error {
 		d.mailUID, d.mailGID = uid, gid
 	} else {
 		d.mailUID, d.mailGID = os.Getuid(), os.Getgid()
+	}
+	if opts.OAuth2Introspection != "" {
+		conf := "introspection_mode = post\nintrospection_url = " + opts.OAuth2Introspection +
+			"\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+		if err := os.WriteFile(filepath.Join(d.Dir, "oauth2.conf.ext"), []byte(conf), 0o644); err != nil {
+			return err
+		}
 	}
 	home := filepath.Join(d.Dir, "home")
 	if err := os.Mkdir(home, 0o755); err != nil {

@@ -37,7 +37,12 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 	// Plaintext auth is allowed without TLS (Dovecot counts 127.0.0.1 as
 	// secured anyway); STARTTLS stays available.
 	p("disable_plaintext_auth = no")
-	p("auth_mechanisms = plain login")
+	oauth := opts.OAuth2Introspection != "" || opts.OAuth2Checkpassword != ""
+	if oauth {
+		p("auth_mechanisms = plain login xoauth2 oauthbearer")
+	} else {
+		p("auth_mechanisms = plain login")
+	}
 	p("auth_master_user_separator = *")
 	// Dovecot delays a failed login by 2 s by default; tests want speed.
 	// Dovecot 2.3 flushes delayed failures on a
@@ -91,7 +96,24 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 	p("passdb {")
 	p("  driver = passwd-file")
 	p("  args = scheme=PLAIN username_format=%%u %s", filepath.Join(dir, "users"))
+	if oauth {
+		p("  mechanisms = plain login")
+	}
 	p("}")
+	if opts.OAuth2Introspection != "" {
+		p("passdb {")
+		p("  driver = oauth2")
+		p("  mechanisms = xoauth2 oauthbearer")
+		p("  args = %s", filepath.Join(dir, "oauth2.conf.ext"))
+		p("}")
+	}
+	if opts.OAuth2Checkpassword != "" {
+		p("passdb {")
+		p("  driver = checkpassword")
+		p("  mechanisms = xoauth2 oauthbearer")
+		p("  args = %s", opts.OAuth2Checkpassword)
+		p("}")
+	}
 	p("userdb {")
 	p("  driver = static")
 	p("  args = uid=%d gid=%d home=%s/%%u", d.mailUID, d.mailGID, filepath.Join(dir, "home"))
