@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
-	"github.com/legate-proxy/legate/internal/oauth"
 	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/oauth"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
