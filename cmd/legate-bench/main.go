@@ -10,7 +10,7 @@
 // ratio to the reference and PASS/MISS against the targets of issues 4
 // (IMAP), 5 (SMTP) and 6 (LDAP):
 //
-//	legate-bench [-duration 5s] [-sessions 16] [-idle 1000] [-only imap|smtp|ldap] [-out FILE] [-cpuprofile FILE]
+//	legate-bench [-duration 5s] [-sessions 16] [-idle 1000] [-only imap|smtp|ldap|oauth2] [-out FILE] [-cpuprofile FILE]
 //
 // Exit status: 0 when every measurement ran (MISS rows included), 1 when
 // one could not run, 2 on a usage error.
@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "length of each throughput measurement")
 	fs.IntVar(&o.Sessions, "sessions", 16, "concurrent sessions (connections) for throughput measurements")
 	fs.IntVar(&o.Idle, "idle", 1000, "idle IMAP sessions opened for the memory measurement (at most 1000: Dovecot's imap process_limit)")
-	only := fs.String("only", "", "run one protocol only: imap, smtp or ldap")
+	only := fs.String("only", "", "run one section only: imap, smtp, ldap or oauth2")
 	out := fs.String("out", "", "also write the markdown report to this file")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the Legate child process to this file")
 	if err := fs.Parse(args); err != nil {
@@ -53,10 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "legate-bench: bad arguments (see -h)")
 		return 2
 	}
-	protos := []string{"imap", "smtp", "ldap"}
+	protos := []string{"imap", "smtp", "ldap", "oauth2"}
 	if *only != "" {
 		if runner(*only) == nil {
-			fmt.Fprintf(stderr, "legate-bench: -only %q: want imap, smtp or ldap\n", *only)
+			fmt.Fprintf(stderr, "legate-bench: -only %q: want imap, smtp, ldap or oauth2\n", *only)
 			return 2
 		}
 		protos = []string{*only}
@@ -124,6 +124,8 @@ func runner(proto string) func(context.Context, testing.TB, options) *section {
 		return benchSMTP
 	case "ldap":
 		return benchLDAP
+	case "oauth2":
+		return benchOAuth2
 	}
 	return nil
 }

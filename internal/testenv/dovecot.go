@@ -62,6 +62,10 @@ type DovecotOptions struct {
 	// the password): a script can check an app-only token against a
 	// per-mailbox grant table, as Exchange Online does.
 	OAuth2Checkpassword string
+	// AuthCache turns on Dovecot's auth cache (10M, 1 hour): a login
+	// repeated with the same user and password (or token) skips the
+	// passdb, as on production servers.
+	AuthCache bool
 }
 
 // DefaultUsers returns the users StartDovecot creates when

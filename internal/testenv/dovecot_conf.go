@@ -44,6 +44,10 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 		p("auth_mechanisms = plain login")
 	}
 	p("auth_master_user_separator = *")
+	if opts.AuthCache {
+		p("auth_cache_size = 10M")
+		p("auth_cache_ttl = 1 hour")
+	}
 	// Dovecot delays a failed login by 2 s by default; tests want speed.
 	// Dovecot 2.3 flushes delayed failures on a
 	// 500 ms timer, so a failed login still takes about 0.5 s.
