@@ -35,7 +35,7 @@ type mailbox struct{ local, domain string }
 // Dot-string when it is one, else as a quoted string.
 func (m mailbox) String() string {
 	l := m.local
-	if !isDotString(l) {
+	if !isDotStringUTF8(l, true) { // UTF-8 only got in with SMTPUTF8
 		var b strings.Builder
 		b.WriteByte('"')
 		for i := 0; i < len(l); i++ {
@@ -175,9 +175,8 @@ func atext(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
-// isDotString reports whether s is a Dot-string (atoms joined by dots).
-func isDotString(s string) bool { return isDotStringUTF8(s, false) }
-
+// isDotStringUTF8 reports whether s is a Dot-string (atoms joined by dots),
+// with UTF-8 octets when allowUTF8.
 func isDotStringUTF8(s string, allowUTF8 bool) bool {
 	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
 		return false
