@@ -50,9 +50,11 @@ func (c *conn) handle(line string) (*reply, bool) {
 		}
 		c.resetTx()
 		return replyOK, false
-	case "VRFY", "EXPN", "BDAT", "HELP", "ETRN", "TURN":
+	case "BDAT":
+		return c.cmdBdat(arg)
+	case "VRFY", "EXPN", "HELP", "ETRN", "TURN":
 		// Not offered: the upstream's directory is not the client's to
-		// probe, and CHUNKING is not advertised.
+		// probe.
 		return c.badCommand(replyNotImpl)
 	}
 	return c.badCommand(replyUnknown)
@@ -83,7 +85,7 @@ func (c *conn) cmdHello(ehlo bool, arg string) *reply {
 		return newReply(250, "", domain)
 	}
 	lines := []string{domain + " Hello " + arg, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"SMTPUTF8", "DSN", fmt.Sprintf("SIZE %d", orInt(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))}
+		"SMTPUTF8", "DSN", "CHUNKING", fmt.Sprintf("SIZE %d", orInt(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))}
 	if !c.tls && c.opts.TLS != nil {
 		lines = append(lines, "STARTTLS")
 	}
@@ -127,6 +129,10 @@ func (c *conn) cmdStartTLS(arg string) (*reply, bool) {
 
 // resetTx aborts the transaction, also upstream (RSET there).
 func (c *conn) resetTx() {
+	if c.bdat != nil {
+		c.endBdat()
+		return
+	}
 	if c.tx == nil {
 		return
 	}

@@ -68,6 +68,7 @@ type conn struct {
 	upMu sync.Mutex // guards up against Kill
 	up   *upClient
 	tx   *transaction // nil outside a transaction
+	bdat *bdatState   // a BDAT transaction in progress
 }
 
 // transaction is the state of one MAIL ... DATA.
@@ -183,6 +184,9 @@ func (c *conn) setNC(nc net.Conn) {
 // end releases what the session holds: the upstream connection (QUIT
 // unless killed) and the registration.
 func (c *conn) end() {
+	if c.bdat != nil {
+		c.endBdat() // the upstream is in the middle of DATA: drop it
+	}
 	c.closeUpstream(!c.killed.Load() && c.ctx.Err() == nil)
 	if c.unreg != nil {
 		c.unreg()

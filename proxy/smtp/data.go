@@ -47,6 +47,9 @@ const (
 type dotCopier struct {
 	maxLine int
 	limit   int64 // decoded bytes; 0: none
+	// unstuffed is set for BDAT chunks (RFC 3030): the input is the message
+	// itself, with no dot-stuffing and no end-of-data line.
+	unstuffed bool
 
 	wireBOL bool // at the start of a line of the client's stream (after CRLF)
 	pendCR  bool // a CR was consumed, its pair not seen yet
@@ -87,7 +90,7 @@ func (t *dotCopier) feed(in, out []byte) (int, []byte, feedResult) {
 		}
 		if t.wireBOL {
 			t.wireBOL = false
-			if c == '.' {
+			if c == '.' && !t.unstuffed {
 				if len(in)-i < 3 {
 					t.wireBOL = true
 					return i, out, feedMore
@@ -148,6 +151,22 @@ func (t *dotCopier) feed(in, out []byte) (int, []byte, feedResult) {
 	return i, out, feedMore
 }
 
+// finish ends an unstuffed message: a pending CR becomes CRLF, a last line
+// without its end gets one, and the end-of-data line follows.
+func (t *dotCopier) finish(out []byte) []byte {
+	if t.pendCR {
+		t.pendCR, t.encBOL = false, true
+		out = append(out, '\r', '\n')
+		t.n += 2
+		t.bare++
+	}
+	if !t.encBOL {
+		out = append(out, '\r', '\n')
+		t.n += 2
+	}
+	return append(out, '.', '\r', '\n')
+}
+
 // indexCRorLF returns the index of the first '\r' or '\n' in b, or len(b).
 func indexCRorLF(b []byte) int {
 	j := bytes.IndexByte(b, '\n')
@@ -189,6 +208,9 @@ func (c *conn) cmdData(arg string) (*reply, bool) {
 	}
 	if c.tx.rcpts == 0 {
 		return newReply(503, "5.5.1", "Need RCPT before DATA"), false
+	}
+	if c.bdat != nil {
+		return newReply(503, "5.5.1", "DATA not allowed during BDAT"), false
 	}
 	c.tx = nil
 	if c.up == nil {

@@ -144,17 +144,16 @@ func TestNoGoroutineLeak(t *testing.T) {
 		rc := e.dialAuthed("alice")
 		rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
 		rc.cmd("RCPT TO:<x@example.net>", 250, "")
-		rc.cmd("DATA", 354, "")
-		rc.cmd("hello\r\n.", 250, "")
+		fmt.Fprint(rc.conn, "BDAT 6\r\nhello\n") // CHUNKING: Data runs on a go-smtp goroutine
+		rc.expect(250, "")
+		rc.cmd("BDAT 0 LAST", 250, "")
 		rc.cmd("QUIT", 221, "")
 	}
-	// Mid-DATA disconnects (within a line and at a line start), idle
-	// pre-auth, killed. (BDAT is not offered: CHUNKING is not advertised.)
+	// Mid-BDAT disconnect, mid-DATA disconnect, idle pre-auth, killed.
 	rc := e.dialAuthed("alice")
 	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
 	rc.cmd("RCPT TO:<x@example.net>", 250, "")
-	rc.cmd("DATA", 354, "")
-	fmt.Fprint(rc.conn, "only part\r\n")
+	fmt.Fprint(rc.conn, "BDAT 100\r\nonly part")
 	rc.conn.Close()
 	rc = e.dialAuthed("alice")
 	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")

@@ -165,6 +165,9 @@ func (c *conn) cmdRcpt(arg string) *reply {
 	if c.tx == nil {
 		return newReply(503, "5.5.1", "Need MAIL before RCPT")
 	}
+	if c.bdat != nil {
+		return newReply(503, "5.5.1", "RCPT not allowed during BDAT")
+	}
 	rest, ok := cutFold(arg, "TO:")
 	if !ok {
 		return newReply(501, "5.5.4", "Syntax: RCPT TO:<address>")

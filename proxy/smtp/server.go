@@ -1,7 +1,8 @@
 // Package smtp is Legate's SMTP submission front-end (RFC 6409). It runs its
 // own bounded dialogue with the client — EHLO/HELO (RFC 5321), STARTTLS
 // (RFC 3207) or implicit TLS (RFC 8314), AUTH PLAIN (RFC 4616) and LOGIN
-// (RFC 4954), MAIL, RCPT, DATA, RSET, NOOP, QUIT; VRFY and EXPN refused —
+// (RFC 4954), MAIL, RCPT, DATA, BDAT (CHUNKING, RFC 3030), RSET, NOOP,
+// QUIT; VRFY and EXPN refused —
 // asks the login service, enforces that MAIL FROM is one of the user's
 // addresses, and relays each transaction to the upstream submission server,
 // logged in as the user with the master credential (SASL PLAIN with
@@ -16,8 +17,8 @@
 // is normalised to CRLF (RFC 5321 §2.3.8), and the end of data is only
 // CRLF "." CRLF (envelope.go, data.go). DATA is streamed, never held in
 // memory; the upstream's replies, enhanced status codes (RFC 3463)
-// included, are passed back re-encoded. PIPELINING (RFC 2920) is offered;
-// CHUNKING is not.
+// included, are passed back re-encoded. PIPELINING (RFC 2920) is offered.
+// BDAT chunks get the same checks and go upstream as one DATA (bdat.go).
 //
 // Listeners and connection tracking are internal/frontend's.
 package smtp
