@@ -125,11 +125,11 @@ type Options struct {
 	MaxRecipients int
 	// MaxLineLength bounds command lines and DATA lines; zero means 2000.
 	MaxLineLength int
-	// MaxPreauthCommands is how many commands that reach the session (EHLO,
-	// HELO, RSET, AUTH, MAIL) a client may send before authenticating; the
-	// next one gets 421 and the connection is closed. Unknown commands are
-	// bounded separately (the fourth error closes the connection) and every
-	// command by PreauthTimeout. Zero means 20.
+	// MaxPreauthCommands is how many commands but NOOP and QUIT a client
+	// may send before authenticating; the next one gets 421 and the
+	// connection is closed. Unrecognised commands (VRFY and EXPN included)
+	// are bounded separately on the whole connection (the fourth closes
+	// it), and NOOPs by PreauthTimeout. Zero means 20.
 	MaxPreauthCommands int
 	// AllowAnySender turns off policy.enforce_sender: when false (the
 	// default, enforce_sender: true) MAIL FROM must be one of the user's
