@@ -469,3 +469,33 @@ func FuzzDotCopier(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUpstreamReply parses arbitrary upstream replies: never a panic, and
+// what is passed back to the client is one well-formed reply of the same
+// code with no control characters.
+func FuzzUpstreamReply(f *testing.F) {
+	for _, s := range []string{"250 2.0.0 Ok\r\n", "250-a\r\n250-b\r\n250 c\r\n", "250-a\r\n550 b\r\n", "2\r\n", "999 x\r\n", "250 a\x00\x1b[31m\r\n", "354\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		u := &upClient{br: bufio.NewReaderSize(bytes.NewReader(in), upMaxReplyLine)}
+		r, err := u.readReply()
+		if err != nil {
+			return
+		}
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		r.writeTo(w)
+		w.Flush()
+		lines := strings.Split(strings.TrimSuffix(b.String(), "\r\n"), "\r\n")
+		for i, l := range lines {
+			sep := byte('-')
+			if i == len(lines)-1 {
+				sep = ' '
+			}
+			if len(l) < 4 || l[:3] != fmt.Sprint(r.code) || l[3] != sep || strings.IndexFunc(l, isCtl) >= 0 {
+				t.Fatalf("%q -> line %d %q", in, i, l)
+			}
+		}
+	})
+}
