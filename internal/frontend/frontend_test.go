@@ -270,3 +270,40 @@ func TestPanicEndsOnlyThatConnection(t *testing.T) {
 		t.Fatalf("dial after a panic: %v", err)
 	}
 }
+
+// slowListener's Accept returns its error only after a delay once closed.
+type slowListener struct{ net.Listener }
+
+func (l slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return c, err
+}
+
+// TestServeCountedInWaitGroup: Close returns only after Serve has.
+func TestServeCountedInWaitGroup(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(nil)
+	var returned atomic.Bool
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		_ = srv.Serve(slowListener{ln}, func(nc net.Conn) Conn { return &testConn{nc: nc, killed: make(chan struct{})} })
+		returned.Store(true)
+	}()
+	<-started
+	waitFor(t, func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return len(srv.listeners) == 1 })
+	start := time.Now()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("Close returned after %v, want it to wait for Serve (about 200ms)", d)
+	}
+	waitFor(t, returned.Load)
+}
