@@ -12,7 +12,7 @@ pkgs=(
   slapd ldap-utils libsasl2-modules
   postfix
   etcd-server
-  curl swaks python3 msmtp isync
+  curl swaks libnet-ssleay-perl libio-socket-ssl-perl python3 msmtp isync
   chromium
   ca-certificates openssl
   systemd

@@ -155,6 +155,15 @@ type UpstreamMail struct {
 	// credential; see OAuth2).
 	Auth   string `yaml:"auth"`
 	OAuth2 OAuth2 `yaml:"oauth2"`
+	// PassClientAddress passes the client's address and port to the
+	// upstream where it understands it (SMTP: XCLIENT ADDR= PORT=, when the
+	// upstream advertises XCLIENT); nil means true.
+	PassClientAddress *bool `yaml:"pass_client_address"`
+}
+
+// PassesClientAddress reports pass_client_address (default true).
+func (u UpstreamMail) PassesClientAddress() bool {
+	return u.PassClientAddress == nil || *u.PassClientAddress
 }
 
 // Configured reports whether the upstream has an address.

@@ -102,6 +102,13 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		return
 	}
 	switch v.Kind() {
+	case reflect.Pointer: // an optional value (*bool): nil when not set
+		e := reflect.New(v.Type().Elem())
+		before := len(d.errs)
+		d.decode(n, path, e.Elem())
+		if len(d.errs) == before {
+			v.Set(e)
+		}
 	case reflect.Struct:
 		d.mapping(n, path, v)
 	case reflect.Slice:

@@ -45,7 +45,8 @@ func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
 		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
 		MaxMessageBytes: l.MaxMessageSize.Int64(), MaxRecipients: l.MaxRecipients, MaxLineLength: int(l.MaxLineLength.Int64()),
-		AllowAnySender: !cfg.Policy.EnforceSender, AllowNullSender: cfg.Policy.AllowNullSender}
+		AllowAnySender: !cfg.Policy.EnforceSender, AllowNullSender: cfg.Policy.AllowNullSender,
+		NoClientAddress: !cfg.Upstream.SMTP.PassesClientAddress()}
 }
 
 func buildSMTP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {

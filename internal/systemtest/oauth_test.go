@@ -143,6 +143,36 @@ func imapRoundTrip(t *testing.T, lg *Legate, user, pass string) {
 	}
 }
 
+// smtpRoundTrip submits a message through Legate's submissions listener
+// and waits until smtp-sink has it (Dovecot submission relays it there
+// after Legate logged in upstream with a token).
+func smtpRoundTrip(t *testing.T, lg *Legate, ups *Upstreams, user, from, pass string) {
+	t.Helper()
+	before := len(ups.Sink.Messages())
+	c := DialSMTPS(t, lg.AddrOf(t, "submissions"), lg.ClientTLS())
+	c.Login(t, user, pass)
+	for _, step := range []struct {
+		line string
+		code int
+	}{{"MAIL FROM:<" + from + ">", 250}, {"RCPT TO:<carol@example.net>", 250}, {"DATA", 354}} {
+		if code, msg, err := c.Cmd(step.line, 15*time.Second); err != nil || code != step.code {
+			t.Fatalf("%s: %d %s (%v), want %d", step.line, code, msg, err, step.code)
+		}
+	}
+	if code, msg, err := c.Cmd("Subject: via token\r\n\r\nhello\r\n.", 15*time.Second); err != nil || code != 250 {
+		t.Fatalf("end of DATA: %d %s (%v), want 250", code, msg, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	msgs, err := ups.Sink.WaitMessages(ctx, before+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(msgs[len(msgs)-1]), "via token") {
+		t.Errorf("the sink got %q", msgs[len(msgs)-1])
+	}
+}
+
 func readyz(t *testing.T, lg *Legate) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + lg.HTTPAddr().String() + "/readyz")
@@ -173,6 +203,11 @@ func TestOAuthJWTBearerPerUser(t *testing.T) {
 	imapRoundTrip(t, lg, "alice", alice)
 	if n := srv.Issued("legate@project.example", "alice@example.com"); n != 1 {
 		t.Errorf("%d tokens for alice, want 1", n)
+	}
+	// Submission: Dovecot submission takes the same token (OAUTHBEARER).
+	smtpRoundTrip(t, lg, ups, "alice", "alice@example.com", alice)
+	if n := srv.Issued("legate@project.example", "alice@example.com"); n != 2 {
+		t.Errorf("%d tokens for alice after IMAP and SMTP, want 2 (one per upstream's cache)", n)
 	}
 	// Outside the delegation: the client gets UNAVAILABLE, the operator a
 	// log line naming the token source.
@@ -261,6 +296,7 @@ func TestOAuthClientCredentialsAppOnly(t *testing.T) {
 	})})
 	alice := lg.CreateAppPassword(t, "alice", "printer")
 	imapRoundTrip(t, lg, "alice", alice)
+	smtpRoundTrip(t, lg, ups, "alice", "alice@example.com", alice)
 	// (upstream.ldap points nowhere in these tests, so /readyz is 503
 	// anyway; only the token source's line matters.)
 	if _, body := readyz(t, lg); strings.Contains(body, "oauth2") {

@@ -1,103 +1,150 @@
 package smtp
 
 import (
+	"encoding/base64"
 	"strings"
-
-	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/policy"
 )
 
-var (
-	errBadCredentials = &gosmtp.SMTPError{Code: 535, EnhancedCode: gosmtp.EnhancedCode{5, 7, 8},
-		Message: "Authentication credentials invalid"}
-	errAuthzid = &gosmtp.SMTPError{Code: 535, EnhancedCode: gosmtp.EnhancedCode{5, 7, 8},
-		Message: "Authorization identity must be the user's own"}
-	errThrottled = &gosmtp.SMTPError{Code: 454, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
-		Message: "Too many failed logins, try again later"}
-	errAuthUnavailable = &gosmtp.SMTPError{Code: 454, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
-		Message: "Temporary authentication failure, try again later"}
-)
+// cmdAuth runs AUTH PLAIN or AUTH LOGIN (RFC 4954), with or without an
+// initial response.
+func (c *conn) cmdAuth(arg string) (*reply, bool) {
+	switch {
+	case c.hello == "":
+		return replyNoHello, false
+	case c.authenticated.Load():
+		return newReply(503, "5.5.1", "Already authenticated"), false
+	case c.tx != nil:
+		return replyBadSeq, false
+	case !c.opts.Auth.CredentialsAccepted(c.tls, c.ip):
+		return replyNeedTLS, false
+	}
+	mech, ir, hasIR := strings.Cut(arg, " ")
+	var sasl saslServer
+	switch strings.ToUpper(mech) {
+	case "PLAIN":
+		sasl = newPlainServer(c.login)
+	case "LOGIN":
+		sasl = newLoginServer(c.login)
+	default:
+		return replyUnknownMech, false
+	}
+	var resp []byte
+	if hasIR {
+		if ir != "=" { // "=" is an empty initial response
+			b, err := base64.StdEncoding.DecodeString(ir)
+			if err != nil {
+				return replyBadBase64, false
+			}
+			resp = b
+		} else {
+			resp = []byte{}
+		}
+	}
+	for {
+		challenge, done, err := sasl.Next(resp)
+		if done || err != nil {
+			if err != nil {
+				if r, ok := err.(*reply); ok {
+					return r, false
+				}
+				return replyMalformedAuth, false
+			}
+			return replyAuthOK, false
+		}
+		newReply(334, "", base64.StdEncoding.EncodeToString(challenge)).writeTo(c.bw)
+		line, err := c.readLine()
+		if err != nil {
+			c.readFailed(err)
+			return nil, true
+		}
+		if line == "*" {
+			return replyAuthCancelled, false
+		}
+		b, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return replyBadBase64, false
+		}
+		resp = b
+	}
+}
 
 // login is the end of AUTH PLAIN and AUTH LOGIN: it asks the login service,
 // opens the upstream session and registers the session. The error it
 // returns is the client's answer.
-func (s *smtpSession) login(authzid, user, secret string) error {
+func (c *conn) login(authzid, user, secret string) error {
 	if authzid != "" && !strings.EqualFold(strings.TrimSpace(authzid), strings.TrimSpace(user)) {
-		s.c.log.Warn("login refused: authorization identity differs", "user", user)
-		return errAuthzid
+		c.log.Warn("login refused: authorization identity differs", "user", user)
+		return replyAuthzid
 	}
-	res := s.c.opts.Auth.Login(s.c.ctx, auth.Request{
-		User: user, Secret: secret, IP: s.c.ip, Protocol: policy.SMTP,
-		TLS: s.c.isTLS(s.sc), Client: s.sc.Hostname(),
+	res := c.opts.Auth.Login(c.ctx, auth.Request{
+		User: user, Secret: secret, IP: c.ip, Protocol: policy.SMTP,
+		TLS: c.tls, Client: c.hello,
 	})
-	if err := outcomeError(res.Decision); err != nil {
-		return err
+	if r := outcomeReply(res.Decision); r != nil {
+		return r
 	}
 	if res.User == nil {
-		s.c.log.Error("login service allowed without a user", "user", user)
-		return errAuthUnavailable
+		c.log.Error("login service allowed without a user", "user", user)
+		return replyAuthUnavail
 	}
-	s.user = res.User
+	c.user = res.User
 	if res.AppPassword != nil {
-		s.apID = res.AppPassword.ID
+		c.apID = res.AppPassword.ID
 	}
 	// Open the upstream now, so that an unreachable upstream is reported at
 	// AUTH (454 4.7.0) rather than after the client thinks it is in.
-	if err := s.connectUpstream(); err != nil {
-		s.user, s.apID = nil, ""
-		return errUpstreamDown
+	if err := c.connectUpstream(); err != nil {
+		c.user, c.apID = nil, ""
+		return replyUpstreamDown
 	}
-	if reg := s.c.opts.Sessions; reg != nil {
-		name := s.user.Name
-		s.regID, s.unreg = reg.Register(session.Info{
-			User: s.user.Name, AppPasswordID: s.apID, Protocol: policy.SMTP,
-			IP: s.c.ip, Client: s.sc.Hostname(),
-		}, func() { s.kill(name) })
+	if reg := c.opts.Sessions; reg != nil {
+		name := c.user.Name
+		c.regID, c.unreg = reg.Register(session.Info{
+			User: c.user.Name, AppPasswordID: c.apID, Protocol: policy.SMTP,
+			IP: c.ip, Client: c.hello,
+		}, func() {
+			c.log.Info("session killed", "user", name)
+			c.Kill("Session terminated")
+		})
 	}
-	s.c.authenticated.Store(true)
-	s.c.ic.authenticated()
-	s.c.log.Info("session started", "user", s.user.Name, "session", s.regID, "app_password", s.apID)
+	c.authenticated.Store(true)
+	c.ic.authenticated()
+	c.log.Info("session started", "user", c.user.Name, "session", c.regID, "app_password", c.apID)
 	return nil
 }
 
-// outcomeError maps a login decision to the answer of SPEC §4; nil for
+// outcomeReply maps a login decision to the answer of SPEC §4; nil for
 // allow.
-func outcomeError(d policy.Decision) error {
+func outcomeReply(d policy.Decision) *reply {
 	switch d.Outcome {
 	case policy.Allow:
 		return nil
 	case policy.BadCredentials:
-		return errBadCredentials
+		return replyBadCredentials
 	case policy.Refused:
-		return &gosmtp.SMTPError{Code: 535, EnhancedCode: gosmtp.EnhancedCode{5, 7, 8},
-			Message: "Authentication refused: " + reasonText(d.Reason, "refused by policy")}
+		return newReply(535, "5.7.8", "Authentication refused: "+reasonText(d.Reason, "refused by policy"))
 	case policy.Expired:
 		r := reasonText(d.Reason, "app password expired")
 		if !strings.Contains(strings.ToLower(r), "expired") {
 			r = "expired: " + r
 		}
-		return &gosmtp.SMTPError{Code: 535, EnhancedCode: gosmtp.EnhancedCode{5, 7, 8},
-			Message: "Authentication refused: " + r}
+		return newReply(535, "5.7.8", "Authentication refused: "+r)
 	case policy.TLSRequired:
-		return errNeedTLS
+		return replyNeedTLS
 	case policy.Throttled:
-		return errThrottled
+		return replyThrottled
 	default:
-		return errAuthUnavailable
+		return replyAuthUnavail
 	}
 }
 
 // reasonText makes a policy reason safe for a one-line reply.
 func reasonText(r, def string) string {
-	r = strings.Map(func(c rune) rune {
-		if c < 0x20 || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, strings.TrimSpace(r))
+	r = cleanText(strings.TrimSpace(r))
 	if r == "" {
 		return def
 	}

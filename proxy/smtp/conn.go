@@ -1,70 +1,132 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
-
 	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
 
-// conn is one client connection. Its go-smtp sessions (a new one after
-// STARTTLS) share it.
+// Buffer sizes of a client connection.
+const (
+	clientReadBuf  = 16 << 10
+	clientWriteBuf = 4 << 10
+)
+
+// conn is one client connection and its dialogue. Everything below mu and
+// the atomics is touched only by the connection's goroutine.
 type conn struct {
 	srv         *Server
 	opts        *Options
 	raw         net.Conn
 	ic          *idleConn
 	ip          netip.Addr
+	port        uint16
 	implicitTLS bool
 	log         *slog.Logger
 
-	ctx    context.Context
+	ctx    context.Context // cancelled by close and by the server's Close
 	cancel context.CancelFunc
 
 	authenticated atomic.Bool
-	preauthCmds   int // touched only by the connection's go-smtp goroutine
+	killed        atomic.Bool
+	closeOnce     sync.Once
 
-	closeOnce sync.Once
+	// wmu guards nc, the writes to it (flushes of bw and Kill's farewell)
+	// and waiting.
+	wmu     sync.Mutex
+	nc      net.Conn // ic, or TLS over it
+	waiting bool     // blocked reading the next command: a farewell may be written
+
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	tls bool
+
+	// Dialogue state.
+	hello   string // EHLO/HELO argument; "" before it
+	preauth int    // commands before authentication
+	bad     int    // unrecognised commands
+
+	user  *directory.User
+	apID  string
+	regID string
+	unreg func()
+
+	upMu sync.Mutex // guards up against Kill
+	up   *upClient
+	tx   *transaction // nil outside a transaction
+	bdat *bdatState   // a BDAT transaction in progress
+}
+
+// transaction is the state of one MAIL ... DATA.
+type transaction struct {
+	utf8     bool // SMTPUTF8 was given
+	rcpts    int  // recipients the upstream accepted
+	attempts int  // RCPT commands
 }
 
 func newConn(s *Server, opts *Options, raw net.Conn, implicitTLS bool) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	ip := connlimit.RemoteIP(raw)
+	ctx, cancel := context.WithCancel(s.fe.Context())
+	ap := connlimit.RemoteIP(raw)
+	var port uint16
+	if ta, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+		port = uint16(ta.Port)
+	}
 	return &conn{
-		srv: s, opts: opts, raw: raw, ip: ip, implicitTLS: implicitTLS,
-		log: opts.logger().With("proto", policy.SMTP, "ip", ip.String()),
+		srv: s, opts: opts, raw: raw, ip: ap, port: port, implicitTLS: implicitTLS,
+		log: opts.logger().With("proto", policy.SMTP, "ip", ap.String()),
 		ctx: ctx, cancel: cancel,
 	}
 }
 
+// Active reports whether the client has authenticated (frontend.Conn).
+func (c *conn) Active() bool { return c.authenticated.Load() }
+
+// Kill ends the connection from any goroutine (frontend.Conn): it says
+// "421 4.3.2 reason" when the connection is waiting for a command, then
+// closes the client and the upstream connection.
+func (c *conn) Kill(reason string) {
+	if !c.killed.Swap(true) && c.wmu.TryLock() {
+		if c.waiting && c.nc != nil {
+			c.ic.farewell()
+			_, _ = c.nc.Write([]byte("421 4.3.2 " + cleanText(reason) + "\r\n"))
+		}
+		c.wmu.Unlock()
+	}
+	c.close()
+}
+
 // close ends the connection from any goroutine: the client connection is
-// closed, which unblocks go-smtp, which then logs the session out (closing
-// the upstream).
+// closed, which unblocks the connection's goroutine, and the upstream one
+// dropped.
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.raw.Close()
+		c.upMu.Lock()
+		if c.up != nil {
+			c.up.abort()
+		}
+		c.upMu.Unlock()
 	})
 }
 
-// serve runs the connection to its end. It owns every goroutine it starts.
-func (c *conn) serve() {
+// Serve runs the connection to its end (frontend.Conn).
+func (c *conn) Serve(context.Context) {
 	defer c.close()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("panic serving connection", "panic", fmt.Sprint(r))
-		}
-	}()
 	o := c.opts
 	if o.Limiter != nil {
 		release, ok := o.Limiter.Acquire(c.ip)
@@ -78,98 +140,134 @@ func (c *conn) serve() {
 		}
 		defer release()
 	}
+	defer c.end()
 
 	c.ic = newIdleConn(c.raw, time.Now().Add(orDur(o.PreauthTimeout, DefaultPreauthTimeout)),
 		orDur(o.IdleTimeout, DefaultIdleTimeout), orDur(o.WriteTimeout, DefaultWriteTimeout))
 	var nc net.Conn = c.ic
 	if c.implicitTLS {
-		nc = tls.Server(c.ic, o.TLS)
+		tc := tls.Server(c.ic, o.TLS)
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			c.log.Debug("tls handshake failed", "err", err)
+			return
+		}
+		nc, c.tls = tc, true
 	}
+	c.setNC(nc)
+	c.br = bufio.NewReaderSize(nc, clientReadBuf)
+	c.bw = bufio.NewWriterSize(nc, clientWriteBuf)
 
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(c.newSession))
-	srv.Domain = o.domain()
-	srv.TLSConfig = o.TLS
-	srv.MaxMessageBytes = orInt(o.MaxMessageBytes, DefaultMaxMessageBytes)
-	srv.MaxRecipients = orInt(o.MaxRecipients, DefaultMaxRecipients)
-	srv.MaxLineLength = orInt(o.MaxLineLength, DefaultMaxLineLength)
-	// The credentials decision (policy.require_tls) is the login service's:
-	// go-smtp must not refuse AUTH on its own with a non-standard code.
-	srv.AllowInsecureAuth = true
-	srv.EnableSMTPUTF8 = true
-	srv.EnableDSN = true
-	// Deadlines are idleConn's job: go-smtp's ReadTimeout is one absolute
-	// deadline per command, which would cut a long DATA off.
-	srv.ReadTimeout, srv.WriteTimeout = 0, 0
-	srv.ErrorLog = errorLog{c.log}
-
-	// go-smtp serves connections only through a listener: hand it this one
-	// connection, then wait for its handler to return.
-	_ = srv.Serve(&oneConnListener{conn: nc, addr: c.raw.LocalAddr()})
-	_ = srv.Shutdown(context.Background())
+	newReply(220, "", o.domain()+" ESMTP Legate").writeTo(c.bw)
+	for {
+		line, err := c.readLine()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		r, quit := c.handle(line)
+		if r != nil {
+			r.writeTo(c.bw)
+		}
+		if quit {
+			c.lingerClose()
+			return
+		}
+	}
 }
 
-// newSession is go-smtp's Backend: called at the first EHLO/HELO, and again
-// after STARTTLS.
-func (c *conn) newSession(sc *gosmtp.Conn) (gosmtp.Session, error) {
-	if err := c.countPreauth(sc); err != nil {
-		return nil, err
-	}
-	return &smtpSession{c: c, sc: sc}, nil
+func (c *conn) setNC(nc net.Conn) {
+	c.wmu.Lock()
+	c.nc = nc
+	c.wmu.Unlock()
 }
 
-// countPreauth counts a command before authentication; over the limit it
-// answers 421 itself and closes the connection.
-func (c *conn) countPreauth(sc *gosmtp.Conn) error {
-	if c.authenticated.Load() {
-		return nil
+// end releases what the session holds: the upstream connection (QUIT
+// unless killed) and the registration.
+func (c *conn) end() {
+	if c.bdat != nil {
+		c.endBdat() // the upstream is in the middle of DATA: drop it
 	}
-	c.preauthCmds++
-	if c.preauthCmds <= orInt(c.opts.MaxPreauthCommands, DefaultMaxPreauthCommands) {
-		return nil
+	c.closeUpstream(!c.killed.Load() && c.ctx.Err() == nil)
+	if c.unreg != nil {
+		c.unreg()
+		c.unreg = nil
+		c.log.Info("session ended", "user", c.user.Name, "session", c.regID)
 	}
-	c.log.Warn("too many commands before authentication", "count", c.preauthCmds)
-	nc := sc.Conn()
-	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write([]byte("421 4.7.0 Too many commands without authentication, closing connection\r\n"))
+}
+
+// errLineTooLong is a line over Options.MaxLineLength.
+var errLineTooLong = errors.New("smtp: line too long")
+
+// readLine flushes the replies when no more input is buffered (PIPELINING,
+// RFC 2920), then reads one command line without its CRLF.
+func (c *conn) readLine() (string, error) {
+	if c.br.Buffered() == 0 {
+		if err := c.flushWaiting(); err != nil {
+			return "", err
+		}
+	}
+	b, err := c.br.ReadSlice('\n')
+	c.wmu.Lock()
+	c.waiting = false
+	c.wmu.Unlock()
+	if errors.Is(err, bufio.ErrBufferFull) || len(b) > orInt(c.opts.MaxLineLength, DefaultMaxLineLength)+2 {
+		return "", errLineTooLong
+	}
+	if err != nil {
+		return "", err
+	}
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return string(b), nil
+}
+
+// flushWaiting writes the buffered replies and marks the connection as
+// waiting for a command (Kill may then say goodbye).
+func (c *conn) flushWaiting() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.waiting = true
+	return c.bw.Flush()
+}
+
+// flush writes the buffered replies.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.bw.Flush()
+}
+
+// readFailed answers a failed command read where the client can still hear
+// it.
+func (c *conn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errLineTooLong):
+		c.log.Warn("line too long")
+		replyLineTooLong.writeTo(c.bw)
+		c.lingerClose()
+	case errors.As(err, &ne) && ne.Timeout() && !c.killed.Load():
+		c.log.Info("timeout", "authenticated", c.authenticated.Load())
+		c.ic.farewell()
+		replyTimeout.writeTo(c.bw)
+		_ = c.flush()
+	}
+}
+
+// lingerClose writes what is buffered and closes the connection without
+// losing that last reply: the client's unread input would otherwise make
+// the close a reset that can discard it. Bounded to a second.
+func (c *conn) lingerClose() {
+	_ = c.flush()
+	if tc, ok := c.raw.(*net.TCPConn); ok && !c.tls {
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, tc, 1<<20)
+	}
 	c.close()
-	return errTooManyCommands
 }
-
-var errTooManyCommands = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 0},
-	Message: "Too many commands without authentication"}
-
-// isTLS reports whether the client connection is encrypted.
-func (c *conn) isTLS(sc *gosmtp.Conn) bool {
-	_, ok := sc.TLSConnectionState()
-	return ok
-}
-
-// oneConnListener yields one connection, then reports closed.
-type oneConnListener struct {
-	mu   sync.Mutex
-	conn net.Conn
-	addr net.Addr
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.conn == nil {
-		return nil, net.ErrClosed
-	}
-	c := l.conn
-	l.conn = nil
-	return c, nil
-}
-
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return l.addr }
-
-// errorLog routes go-smtp's internal error messages to slog.
-type errorLog struct{ log *slog.Logger }
-
-func (e errorLog) Printf(format string, v ...any) { e.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
-func (e errorLog) Println(v ...any)               { e.log.Warn("smtp: " + fmt.Sprint(v...)) }
 
 // idleConn sets a deadline before every read and write of the client
 // connection: before authentication the fixed pre-auth deadline, after it
@@ -178,28 +276,14 @@ func (e errorLog) Println(v ...any)               { e.log.Warn("smtp: " + fmt.Sp
 // STARTTLS and implicit TLS handshakes are bounded too.
 type idleConn struct {
 	net.Conn
-	idle, write time.Duration
-	preauth     atomic.Int64 // unix nanos of the pre-auth deadline; 0 after auth
-
-	// The DATA fast path on a plaintext connection reads the connection
-	// itself (rawdata.go): what it read past the message is handed back
-	// here, and read before the connection; a line it found too long makes
-	// every later read fail, as go-smtp's own line counter does. Touched
-	// only by the connection's go-smtp goroutine.
-	pending []byte
-	err     error
+	idle    time.Duration
+	write   atomic.Int64 // time.Duration
+	preauth atomic.Int64 // unix nanos of the pre-auth deadline; 0 after auth
 }
-
-// unread puts b, copied, in front of what is still to be read.
-func (ic *idleConn) unread(b []byte) {
-	ic.pending = append(append(make([]byte, 0, len(b)+len(ic.pending)), b...), ic.pending...)
-}
-
-// fail makes every later read return err.
-func (ic *idleConn) fail(err error) { ic.err = err }
 
 func newIdleConn(c net.Conn, preauthDeadline time.Time, idle, write time.Duration) *idleConn {
-	ic := &idleConn{Conn: c, idle: idle, write: write}
+	ic := &idleConn{Conn: c, idle: idle}
+	ic.write.Store(int64(write))
 	ic.preauth.Store(preauthDeadline.UnixNano())
 	return ic
 }
@@ -207,15 +291,11 @@ func newIdleConn(c net.Conn, preauthDeadline time.Time, idle, write time.Duratio
 // authenticated switches from the pre-auth deadline to the idle timeout.
 func (ic *idleConn) authenticated() { ic.preauth.Store(0) }
 
+// farewell bounds the writes from now on to a second: the last words
+// before closing.
+func (ic *idleConn) farewell() { ic.write.Store(int64(time.Second)) }
+
 func (ic *idleConn) Read(b []byte) (int, error) {
-	if ic.err != nil {
-		return 0, ic.err
-	}
-	if len(ic.pending) > 0 {
-		n := copy(b, ic.pending)
-		ic.pending = ic.pending[n:]
-		return n, nil
-	}
 	d := time.Now().Add(ic.idle)
 	if p := ic.preauth.Load(); p != 0 {
 		d = time.Unix(0, p)
@@ -227,7 +307,7 @@ func (ic *idleConn) Read(b []byte) (int, error) {
 }
 
 func (ic *idleConn) Write(b []byte) (int, error) {
-	if err := ic.Conn.SetWriteDeadline(time.Now().Add(ic.write)); err != nil {
+	if err := ic.Conn.SetWriteDeadline(time.Now().Add(time.Duration(ic.write.Load()))); err != nil {
 		return 0, err
 	}
 	return ic.Conn.Write(b)
@@ -237,3 +317,16 @@ func (ic *idleConn) Write(b []byte) (int, error) {
 func (ic *idleConn) SetDeadline(time.Time) error      { return nil }
 func (ic *idleConn) SetReadDeadline(time.Time) error  { return nil }
 func (ic *idleConn) SetWriteDeadline(time.Time) error { return nil }
+
+// domain is the host name of the greeting.
+func (o *Options) domain() string {
+	if o.Domain != "" {
+		return o.Domain
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+var _ frontend.Conn = (*conn)(nil)

@@ -72,7 +72,7 @@ func startUpstream(t testing.TB) *fakeUpstream {
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
 	srv.MaxMessageBytes = 100 << 20
-	srv.ErrorLog = errorLog{slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv.ErrorLog = discardLog{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +158,12 @@ func (s *upSession) Data(r io.Reader) error {
 	s.u.mu.Unlock()
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as UPQ123"}
 }
+
+// discardLog drops the fake upstream's go-smtp error log.
+type discardLog struct{}
+
+func (discardLog) Printf(string, ...any) {}
+func (discardLog) Println(...any)        {}
 
 type limitedBuffer struct {
 	b   *bytes.Buffer

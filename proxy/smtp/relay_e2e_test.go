@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,10 +27,14 @@ type e2e struct {
 	dc   *testenv.Dovecot
 }
 
-func newE2E(t *testing.T) *e2e {
+func newE2E(t *testing.T, mod ...func(*testenv.DovecotOptions)) *e2e {
 	t.Helper()
 	sink := testenv.StartSink(t)
-	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Submission: true, RelayAddr: sink.Addr})
+	do := testenv.DovecotOptions{Submission: true, RelayAddr: sink.Addr}
+	for _, m := range mod {
+		m(&do)
+	}
+	dc := testenv.StartDovecot(t, do)
 	tc, err := upstream.ClientTLS(dc.CAFile, "localhost", false)
 	if err != nil {
 		t.Fatal(err)
@@ -309,4 +314,62 @@ func (c crlfToLF) Write(p []byte) (int, error) {
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
+
+// TestE2EEnvelopeAndBareCR (issue #13 item 7) through real Dovecot
+// submission to smtp-sink: a quoted local part holding parameters arrives
+// as one quoted recipient without DSN parameters, and "x\r.\r\n" in DATA
+// arrives as two lines, the dot one intact, never as an early end of data.
+func TestE2EEnvelopeAndBareCR(t *testing.T) {
+	e := newE2E(t)
+	rc := e.dialAuthed("alice")
+	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
+	rc.cmd(`RCPT TO:<"v@evil> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x"@example.com>`, 250, "")
+	rc.cmd("DATA", 354, "")
+	_ = rc.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprint(rc.conn, "Subject: cr\r\n\r\nx\r.\r\nMAIL FROM:<evil@example.com>\r\nend\r\n.\r\n")
+	rc.expectFor("end of DATA", 250, "")
+	rc.cmd("QUIT", 221, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.sink.WaitMessages(ctx, 1); err != nil {
+		t.Fatalf("sink: %v\n%s", err, e.dc.Log())
+	}
+	_, rcpts := e.sink.Envelope(0)
+	if len(rcpts) != 1 || !strings.HasPrefix(rcpts[0], `<"v@evil> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x"@example.com>`) ||
+		strings.Contains(strings.TrimPrefix(rcpts[0], `<"v@evil> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x"@example.com>`), "NOTIFY") {
+		t.Errorf("sink recipients: got %q, want the one quoted address without NOTIFY", rcpts)
+	}
+	if got, want := string(bodyOf(e.sink.Body(0))), "x\n.\nMAIL FROM:<evil@example.com>\nend\n"; got != want {
+		t.Errorf("sink body: got %q, want %q", got, want)
+	}
+	if n := len(e.sink.Messages()); n != 1 {
+		t.Errorf("sink messages: got %d, want 1", n)
+	}
+}
+
+// TestE2EXCLIENT (issue #17 item 6): with Legate in Dovecot's
+// login_trusted_networks, Dovecot submission offers XCLIENT and logs the
+// real client's address (rip=) for a login made through Legate from
+// another loopback address.
+func TestE2EXCLIENT(t *testing.T) {
+	e := newE2E(t, func(o *testenv.DovecotOptions) { o.TrustedNetworks = "127.0.0.1/32" })
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc := &rawClient{t: t, conn: c, tp: textproto.NewConn(c)}
+	rc.expect(220, "")
+	rc.cmd("EHLO client.test", 250, "")
+	rc.startTLS(e.certs.ClientTLS)
+	rc.cmd("EHLO client.test", 250, "")
+	rc.cmd("AUTH PLAIN "+plainIR("", "alice", e.secret["alice"]), 235, "")
+	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
+	rc.cmd("QUIT", 221, "")
+	waitFor(t, 5*time.Second, "Dovecot to log the login", func() bool { return strings.Contains(e.dc.Log(), "rip=127.0.0.2") })
+	if strings.Contains(e.logs.String(), "upstream refused XCLIENT") {
+		t.Errorf("Legate log: XCLIENT refused\n%s", lastLines(e.dc.Log(), 10))
+	}
 }

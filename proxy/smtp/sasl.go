@@ -2,17 +2,22 @@ package smtp
 
 import (
 	"bytes"
-
-	"github.com/emersion/go-sasl"
-	gosmtp "github.com/emersion/go-smtp"
+	"errors"
 )
+
+// saslServer is one server side of a SASL exchange: Next takes the
+// client's response (nil when there was no initial response) and returns
+// the next challenge, or done with the outcome.
+type saslServer interface {
+	Next(resp []byte) (challenge []byte, done bool, err error)
+}
+
+// errUnexpectedResponse is a response after the exchange ended.
+var errUnexpectedResponse = errors.New("smtp: unexpected client response")
 
 // credentialFunc checks authzid (may be empty), user and secret; its error
 // is the client's answer.
 type credentialFunc func(authzid, user, secret string) error
-
-var errMalformedAuth = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
-	Message: "Malformed authentication response"}
 
 // maxCredential bounds each of authzid, user and secret (RFC 4616 allows
 // 255 octets each; app passwords are far shorter).
@@ -24,11 +29,11 @@ type plainServer struct {
 	done  bool
 }
 
-func newPlainServer(check credentialFunc) sasl.Server { return &plainServer{check: check} }
+func newPlainServer(check credentialFunc) saslServer { return &plainServer{check: check} }
 
 func (p *plainServer) Next(resp []byte) ([]byte, bool, error) {
 	if p.done {
-		return nil, true, sasl.ErrUnexpectedClientResponse
+		return nil, true, errUnexpectedResponse
 	}
 	if resp == nil {
 		return []byte{}, false, nil // empty challenge: "334 "
@@ -36,7 +41,7 @@ func (p *plainServer) Next(resp []byte) ([]byte, bool, error) {
 	p.done = true
 	authzid, user, secret, ok := parsePlain(resp)
 	if !ok {
-		return nil, true, errMalformedAuth
+		return nil, true, replyMalformedAuth
 	}
 	return nil, true, p.check(authzid, user, secret)
 }
@@ -64,7 +69,7 @@ type loginServer struct {
 	user  string
 }
 
-func newLoginServer(check credentialFunc) sasl.Server { return &loginServer{check: check} }
+func newLoginServer(check credentialFunc) saslServer { return &loginServer{check: check} }
 
 func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	switch l.step {
@@ -76,7 +81,7 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 		fallthrough
 	case 1:
 		if len(resp) == 0 || len(resp) > maxCredential || bytes.IndexByte(resp, 0) >= 0 {
-			return nil, true, errMalformedAuth
+			return nil, true, replyMalformedAuth
 		}
 		l.user = string(resp)
 		l.step = 2
@@ -84,9 +89,9 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	case 2:
 		l.step = 3
 		if len(resp) > maxCredential || bytes.IndexByte(resp, 0) >= 0 {
-			return nil, true, errMalformedAuth
+			return nil, true, replyMalformedAuth
 		}
 		return nil, true, l.check("", l.user, string(resp))
 	}
-	return nil, true, sasl.ErrUnexpectedClientResponse
+	return nil, true, errUnexpectedResponse
 }

@@ -1,18 +1,26 @@
-// Package smtp is Legate's SMTP submission front-end (RFC 6409): it accepts
-// client connections on the submission port (STARTTLS, RFC 3207) or over
-// implicit TLS (RFC 8314), authenticates users with AUTH PLAIN (RFC 4616) or
-// AUTH LOGIN through the login service, enforces that MAIL FROM is one of the
-// user's addresses, and relays each transaction to the upstream submission
-// server, logged in as the user with the master credential (SASL PLAIN with
-// authzid, RFC 4954). DATA is streamed to the upstream as it arrives, never
-// held in memory; the upstream's replies, enhanced status codes (RFC 3463)
-// included, are passed back. SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8
-// (RFC 6531), DSN (RFC 3461), PIPELINING (RFC 2920) and CHUNKING (RFC 3030)
-// are offered to clients.
+// Package smtp is Legate's SMTP submission front-end (RFC 6409). It runs its
+// own bounded dialogue with the client — EHLO/HELO (RFC 5321), STARTTLS
+// (RFC 3207) or implicit TLS (RFC 8314), AUTH PLAIN (RFC 4616) and LOGIN
+// (RFC 4954), MAIL, RCPT, DATA, BDAT (CHUNKING, RFC 3030), RSET, NOOP,
+// QUIT; VRFY and EXPN refused —
+// asks the login service, enforces that MAIL FROM is one of the user's
+// addresses, and relays each transaction to the upstream submission server,
+// logged in as the user with the master credential (SASL PLAIN with
+// authzid), after passing the client's address with XCLIENT where the
+// upstream offers it.
 //
-// The SMTP protocol engine is github.com/emersion/go-smtp; this package
-// supplies its Session, the connection wrapping (deadlines, limits) and the
-// relay.
+// Nothing the client sends is forwarded as it came: envelope addresses and
+// parameters are decoded against an allow-list (SIZE, BODY, SMTPUTF8, RET,
+// ENVID, NOTIFY, ORCPT; RFC 1870, 6152, 6531, 3461) and encoded again, a
+// quoted local part is re-quoted (RFC 5321 §4.1.2), and the dot-stuffed DATA
+// stream is checked as it passes: line ends are CRLF, a bare CR or bare LF
+// is normalised to CRLF (RFC 5321 §2.3.8), and the end of data is only
+// CRLF "." CRLF (envelope.go, data.go). DATA is streamed, never held in
+// memory; the upstream's replies, enhanced status codes (RFC 3463)
+// included, are passed back re-encoded. PIPELINING (RFC 2920) is offered.
+// BDAT chunks get the same checks and go upstream as one DATA (bdat.go).
+//
+// Listeners and connection tracking are internal/frontend's.
 package smtp
 
 import (
@@ -22,20 +30,20 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/acceptor"
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
 
-// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
-var ErrServerClosed = errors.New("smtp: server closed")
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close;
+// it is the one sentinel of every front-end (internal/frontend).
+var ErrServerClosed = frontend.ErrServerClosed
 
 // Authenticator is the login service as this front-end uses it;
 // *auth.Service implements it.
@@ -117,11 +125,11 @@ type Options struct {
 	MaxRecipients int
 	// MaxLineLength bounds command lines and DATA lines; zero means 2000.
 	MaxLineLength int
-	// MaxPreauthCommands is how many commands that reach the session (EHLO,
-	// HELO, RSET, AUTH, MAIL) a client may send before authenticating; the
-	// next one gets 421 and the connection is closed. Unknown commands are
-	// bounded separately (the fourth error closes the connection) and every
-	// command by PreauthTimeout. Zero means 20.
+	// MaxPreauthCommands is how many commands but NOOP and QUIT a client
+	// may send before authenticating; the next one gets 421 and the
+	// connection is closed. Unrecognised commands (VRFY and EXPN included)
+	// are bounded separately on the whole connection (the fourth closes
+	// it), and NOOPs by PreauthTimeout. Zero means 20.
 	MaxPreauthCommands int
 	// AllowAnySender turns off policy.enforce_sender: when false (the
 	// default, enforce_sender: true) MAIL FROM must be one of the user's
@@ -129,7 +137,12 @@ type Options struct {
 	AllowAnySender bool
 	// AllowNullSender permits MAIL FROM:<> (bounces); false refuses it.
 	AllowNullSender bool
-	// Metrics receives the message bytes sent upstream by DATA/BDAT,
+	// NoClientAddress stops passing the client's address and port to the
+	// upstream (XCLIENT ADDR= PORT=, sent before AUTH when the upstream
+	// advertises XCLIENT; Dovecot honours it from login_trusted_networks).
+	// false (the default, upstream.smtp.pass_client_address: true) passes it.
+	NoClientAddress bool
+	// Metrics receives the message bytes sent upstream by DATA,
 	// upstream connect times and upstream failures; nil means none.
 	Metrics Metrics
 }
@@ -148,16 +161,6 @@ func (o *Options) metrics() Metrics {
 	return noMetrics{}
 }
 
-func (o *Options) domain() string {
-	if o.Domain != "" {
-		return o.Domain
-	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
-	}
-	return "localhost"
-}
-
 func orDur(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -174,20 +177,14 @@ func orInt[T int | int64](v, def T) T {
 
 // Server is the SMTP submission front-end. Create it with NewServer.
 type Server struct {
+	fe   *frontend.Server
 	opts atomic.Pointer[Options]
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closing   bool
-	wg        sync.WaitGroup
-
 	bufs sync.Pool // *dataBufs, for DATA in progress
 }
 
 // NewServer returns a server using opts.
 func NewServer(opts Options) *Server {
-	s := &Server{listeners: make(map[net.Listener]struct{}), conns: make(map[*conn]struct{})}
+	s := &Server{fe: frontend.New(opts.Logger)}
 	s.SetOptions(opts)
 	return s
 }
@@ -200,127 +197,30 @@ func (s *Server) SetOptions(o Options) {
 
 // Serve accepts plaintext connections on ln (submission, STARTTLS offered
 // when Options.TLS is set) until Shutdown or Close, then returns
-// ErrServerClosed.
+// ErrServerClosed. The contract is internal/frontend's.
 func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
 
 // ServeTLS accepts connections on ln and runs implicit TLS on them
 // (submissions) with Options.TLS.
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.opts.Load().TLS == nil {
+		ln.Close()
 		return errors.New("smtp: ServeTLS: no TLS configuration")
 	}
 	return s.serve(ln, true)
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(raw net.Conn) bool {
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			raw.Close()
-			return false
-		}
-		c := newConn(s, s.opts.Load(), raw, implicitTLS)
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer s.forget(c)
-			c.serve()
-		}()
-		return true
+	return s.fe.Serve(ln, func(nc net.Conn) frontend.Conn {
+		return newConn(s, s.opts.Load(), nc, implicitTLS)
 	})
 }
 
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-// stopAccepting closes the listeners and marks the server closing.
-func (s *Server) stopAccepting() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return ErrServerClosed
-	}
-	s.closing = true
-	var err error
-	for ln := range s.listeners {
-		if cerr := ln.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}
-	return err
-}
-
-// closeConns closes the connections for which pick returns true.
-func (s *Server) closeConns(pick func(*conn) bool) {
-	s.mu.Lock()
-	var victims []*conn
-	for c := range s.conns {
-		if pick(c) {
-			victims = append(victims, c)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range victims {
-		c.close()
-	}
-}
-
 // Shutdown stops accepting, closes connections that have not
-// authenticated, and waits for authenticated sessions to end until ctx is
-// done; then it closes them and returns ctx's error.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.stopAccepting(); errors.Is(err, ErrServerClosed) {
-		return err
-	}
-	s.closeConns(func(c *conn) bool { return !c.authenticated.Load() })
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.closeConns(func(*conn) bool { return true })
-		<-done
-		return ctx.Err()
-	}
-}
+// authenticated (421), and waits for authenticated sessions to end until
+// ctx is done; then it closes them and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error { return s.fe.Shutdown(ctx) }
 
 // Close closes the listeners and every connection at once and waits for
-// the connection goroutines to end.
-func (s *Server) Close() error {
-	err := s.stopAccepting()
-	if errors.Is(err, ErrServerClosed) {
-		return err
-	}
-	s.closeConns(func(*conn) bool { return true })
-	s.wg.Wait()
-	return err
-}
+// the connection goroutines to end. A second Close returns nil.
+func (s *Server) Close() error { return s.fe.Close() }

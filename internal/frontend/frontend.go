@@ -1,0 +1,277 @@
+// Package frontend is the frame every protocol front-end runs in: it owns
+// the listeners, the set of live connections, the WaitGroup that counts
+// them and the Serve loops, one root context, and the Serve / Shutdown /
+// Close contract, so that a protocol package holds its dialogue and
+// nothing else.
+//
+// # The contract (net/http semantics, written once here)
+//
+//   - Serve(ln, newConn) accepts on ln until Shutdown or Close and then
+//     returns ErrServerClosed; it always closes ln before returning, also
+//     when the server was already closing when it was called. Temporary
+//     accept errors (out of file descriptors, ...) are waited out. Serve
+//     itself is counted in the WaitGroup, so Shutdown and Close wait for it.
+//   - Each accepted connection gets its own goroutine running Conn.Serve
+//     with the server's root context; a panic there is logged and ends that
+//     connection only.
+//   - Shutdown(ctx) stops accepting (closes every listener), kills every
+//     connection that is not Active with the reason ReasonShutdown, and then
+//     waits for the rest to end, killing connections that become inactive on
+//     the way (polled, as net/http polls for idle connections). It returns
+//     nil when everything has ended. When ctx is done first it kills what is
+//     left, waits for it (Kill is bounded) and returns ctx.Err(); unlike
+//     net/http, no connection outlives Shutdown.
+//   - Close stops accepting, cancels the root context, kills every
+//     connection and waits for all goroutines. It returns the first error
+//     of closing the listeners; a second Close returns nil.
+//   - Serve after Shutdown or Close closes its listener and returns
+//     ErrServerClosed.
+//
+// # Porting a front-end
+//
+// A protocol (IMAP, LDAP, a future POP3) keeps its Options, its dialogue and
+// its relay; what it gives the frame is one type per connection:
+//
+//	type conn struct{ ... }
+//	func (c *conn) Serve(ctx context.Context) // the whole connection; returns when
+//	                                          // every goroutine it started has ended
+//	func (c *conn) Kill(reason string)        // from any goroutine: say reason if the
+//	                                          // protocol can (BYE, 421, Notice of
+//	                                          // Disconnection), close both sides
+//	func (c *conn) Active() bool              // logged in: Shutdown lets it finish
+//
+// and its Server becomes a thin wrapper:
+//
+//	type Server struct{ fe *frontend.Server; opts atomic.Pointer[Options] }
+//	func NewServer(o Options) *Server { s := &Server{fe: frontend.New(o.Logger)}; ...}
+//	func (s *Server) Serve(ln net.Listener) error {
+//		return s.fe.Serve(ln, func(nc net.Conn) frontend.Conn { return newConn(s.opts.Load(), nc) })
+//	}
+//	func (s *Server) Shutdown(ctx context.Context) error { return s.fe.Shutdown(ctx) }
+//	func (s *Server) Close() error                       { return s.fe.Close() }
+//
+// newConn must not block or do I/O (the accept loop runs it); everything
+// else, the connection limit included, belongs in Serve. A connection that
+// hands work to more goroutines (a relay's two copy loops) waits for them in
+// Serve. The protocol's ErrServerClosed is frontend.ErrServerClosed (declare
+// `var ErrServerClosed = frontend.ErrServerClosed`), so errors.Is works for
+// every front-end with one sentinel. proxy/smtp is the first port.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/acceptor"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server closed")
+
+// ReasonShutdown is the reason given to connections killed by Shutdown and
+// Close.
+const ReasonShutdown = "Server shutting down"
+
+// Conn is what a protocol's connection gives the frame.
+type Conn interface {
+	// Serve runs the connection to its end, on a goroutine of the frame's.
+	// ctx is the server's root context, cancelled by Close (and by Shutdown
+	// once everything has ended). Serve returns when every goroutine it
+	// started has ended.
+	Serve(ctx context.Context)
+	// Kill ends the connection from another goroutine, telling the client
+	// reason where the protocol can. It must return promptly (bounded
+	// writes) and may be called more than once.
+	Kill(reason string)
+	// Active reports whether the connection is logged in: Shutdown waits for
+	// active connections and kills the others.
+	Active() bool
+}
+
+// Server is the frame; create it with New. Its methods are safe for
+// concurrent use.
+type Server struct {
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[Conn]struct{}
+	wg        sync.WaitGroup // Serve loops and connection goroutines
+}
+
+// New returns a server; log receives panics of connections (nil means
+// slog.Default()).
+func New(log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{log: log, listeners: make(map[net.Listener]struct{}), conns: make(map[Conn]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Context is the root context: cancelled by Close, and by Shutdown once
+// every connection has ended.
+func (s *Server) Context() context.Context { return s.ctx }
+
+// Serve accepts connections on ln and runs each on its own goroutine:
+// newConn wraps it (without blocking), then its Serve runs it. See the
+// package comment for the contract.
+func (s *Server) Serve(ln net.Listener, newConn func(net.Conn) Conn) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
+		c := newConn(nc)
+		if !s.track(c) {
+			nc.Close()
+			return false
+		}
+		go s.run(c)
+		return true
+	})
+}
+
+// run is a connection's goroutine.
+func (s *Server) run(c Conn) {
+	defer s.untrack(c)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving connection", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.Kill("Internal error")
+		}
+	}()
+	c.Serve(s.ctx)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track registers c; false when the server is closing.
+func (s *Server) track(c Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Len returns the number of live connections.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// stopAccepting marks the server closing and closes its listeners; it
+// returns the first error of closing them.
+func (s *Server) stopAccepting() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	var err error
+	for ln := range s.listeners {
+		if cerr := ln.Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+		delete(s.listeners, ln)
+	}
+	return err
+}
+
+// kill kills the connections for which pick returns true, outside the lock.
+func (s *Server) kill(pick func(Conn) bool) {
+	s.mu.Lock()
+	var victims []Conn
+	for c := range s.conns {
+		if pick(c) {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.Kill(ReasonShutdown)
+	}
+}
+
+// shutdownPollMax is the longest wait between two looks for connections
+// that became inactive during Shutdown.
+const shutdownPollMax = 500 * time.Millisecond
+
+// Shutdown stops accepting, kills inactive connections and waits for the
+// active ones until ctx is done. See the package comment.
+func (s *Server) Shutdown(ctx context.Context) error {
+	_ = s.stopAccepting()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	inactive := func(c Conn) bool { return !c.Active() }
+	s.kill(inactive)
+	poll := time.Millisecond
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			s.cancel()
+			return nil
+		case <-ctx.Done():
+			s.cancel()
+			s.kill(func(Conn) bool { return true })
+			<-done
+			return ctx.Err()
+		case <-t.C:
+			s.kill(inactive)
+			poll = min(2*poll, shutdownPollMax)
+			t.Reset(poll)
+		}
+	}
+}
+
+// Close stops accepting, kills every connection and waits for every
+// goroutine. A second Close returns nil.
+func (s *Server) Close() error {
+	err := s.stopAccepting()
+	s.cancel()
+	s.kill(func(Conn) bool { return true })
+	s.wg.Wait()
+	return err
+}
