@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/portal"
 	"github.com/legate-proxy/legate/internal/portal/portaltest"
 	"github.com/legate-proxy/legate/internal/testenv"
 )
@@ -157,3 +158,34 @@ func TestBehindNginx(t *testing.T) {
 }
 
 var errLoginRefused = errors.New("login refused")
+
+// TestForwardedProtoHTTP: a GET a trusted proxy says came over plain http
+// goes to the https external URL; the same header from anyone else is
+// ignored.
+func TestForwardedProtoHTTP(t *testing.T) {
+	b := portaltest.NewBackend(t, dirUsers, 0)
+	cfg := config.Default().Portal
+	cfg.OIDC.Issuer, cfg.OIDC.ClientID = "https://idp.example", "legate"
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	p, err := portal.New(portal.Options{Control: b.Local, Config: cfg, ExternalURL: "https://legate.example.com",
+		SessionKey: make([]byte, portal.KeySize), ClientSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		peer string
+		want int
+	}{{"10.1.1.1:5000", http.StatusPermanentRedirect}, {"192.0.2.1:5000", http.StatusSeeOther}} {
+		r := httpRequest("GET", "/?x=1")
+		r.RemoteAddr = tc.peer
+		r.Header.Set("X-Forwarded-Proto", "http")
+		rec := newRecorder()
+		p.ServeHTTP(rec, r)
+		if rec.Code != tc.want {
+			t.Errorf("peer %s: got %d, want %d", tc.peer, rec.Code, tc.want)
+		}
+		if tc.want == http.StatusPermanentRedirect && rec.Header().Get("Location") != "https://legate.example.com/?x=1" {
+			t.Errorf("peer %s: redirect to %q", tc.peer, rec.Header().Get("Location"))
+		}
+	}
+}

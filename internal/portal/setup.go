@@ -135,6 +135,12 @@ func (p *Portal) deviceSetup(s *session, c control.Created, st *settings) (setup
 // (also for an expired link still remembered, or one whose session signed
 // out); 404 for a token never handed out.
 func (p *Portal) profile(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		// HEAD (link previews, scanners) must not use up the one download.
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	tok := r.PathValue("token")
 	pd, found, ok := p.setups.take(tok, p.now(), p.ended)
 	switch {

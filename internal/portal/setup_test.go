@@ -100,6 +100,9 @@ func TestDeviceSetupProfile(t *testing.T) {
 		t.Error("created page: no QR code")
 	}
 
+	if resp, err := e.Client.Head(link); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("HEAD of the link: got %v %v, want 405 (and the link not used up)", resp, err)
+	}
 	status, h, body := fetch(t, e, link)
 	if status != http.StatusOK || h.Get("Content-Type") != "application/x-apple-aspen-config" {
 		t.Fatalf("profile: got %d %q, want 200 application/x-apple-aspen-config", status, h.Get("Content-Type"))

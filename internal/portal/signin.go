@@ -117,7 +117,9 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	now := p.now()
 	s := &session{ID: randomToken(), User: user, Start: now, Seen: now, CSRF: randomToken()}
-	s.Email, _ = all["email"].(string)
+	if email, _ := all["email"].(string); len(email) <= 254 && all["email_verified"] != false {
+		s.Email = email // for the device set-up profile's address
+	}
 	if cl.AuthTime > 0 {
 		// The age of the authentication on the provider's own clock,
 		// carried over to ours: immune to skew between the two.
