@@ -56,7 +56,7 @@ func (p *Portal) mailDomain(addr string) string {
 // the address the user typed (%EMAILADDRESS%): Legate's directory accepts
 // a user's addresses as login names.
 func (p *Portal) autoconfig(w http.ResponseWriter, r *http.Request) {
-	cs := p.set.Load().cfg.ClientSettings
+	cs := p.settingsOf(r).cfg.ClientSettings
 	if cs.IMAP.Host == "" && cs.SMTP.Host == "" {
 		http.NotFound(w, r)
 		return
@@ -128,7 +128,7 @@ type adResponse struct {
 // autodiscover answers Outlook's POX Autodiscover with the IMAP and SMTP
 // settings; LoginName is the address in the request (a valid one only).
 func (p *Portal) autodiscover(w http.ResponseWriter, r *http.Request) {
-	cs := p.set.Load().cfg.ClientSettings
+	cs := p.settingsOf(r).cfg.ClientSettings
 	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<10))
 	var req adRequest
 	if err == nil {

@@ -50,7 +50,7 @@ func (p *Portal) renderIndex(w http.ResponseWriter, r *http.Request, s *session,
 	for _, l := range list {
 		d.Passwords = append(d.Passwords, makeRow(l, now))
 	}
-	d.Stale = !p.freshAuth(s)
+	d.Stale = !p.freshAuth(p.settingsOf(r), s)
 	if d.Form.Expires == "" {
 		d.Form.Expires = "never"
 	}
@@ -63,7 +63,7 @@ func (p *Portal) layoutFor(s *session) layout {
 
 // create makes an app password and shows it in this response, once.
 func (p *Portal) create(w http.ResponseWriter, r *http.Request, s *session) {
-	if !p.freshAuth(s) {
+	if !p.freshAuth(p.settingsOf(r), s) {
 		p.seeOther(w, r, s, "/login?reauth=1", "")
 		return
 	}
@@ -74,7 +74,7 @@ func (p *Portal) create(w http.ResponseWriter, r *http.Request, s *session) {
 		var c control.Created
 		if c, err = p.ctl.CreateAppPassword(r.Context(), args); err == nil {
 			p.reqLog(r).Info("portal: app password created", "user", s.User, "id", c.AppPassword.ID)
-			p.page(w, s, http.StatusOK, "created.html", p.createdView(s, c, p.set.Load()))
+			p.page(w, s, http.StatusOK, "created.html", p.createdView(s, c, p.settingsOf(r)))
 			return
 		}
 	}

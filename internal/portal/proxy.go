@@ -18,7 +18,19 @@ import (
 
 type ctxKey int
 
-const clientKey ctxKey = 0
+const (
+	clientKey ctxKey = iota
+	settingsKey
+)
+
+// settingsOf returns the settings the request started with (loaded once
+// by the outermost middleware, so a reload never splits a request).
+func (p *Portal) settingsOf(r *http.Request) *settings {
+	if st, ok := r.Context().Value(settingsKey).(*settings); ok {
+		return st
+	}
+	return p.set.Load()
+}
 
 // client is what the portal knows of the request's origin.
 type client struct {
@@ -110,7 +122,7 @@ func addrOf(s string) netip.Addr {
 // external URL (the cookies are Secure: a plain-http page could not work).
 func (p *Portal) withClient(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := clientOf(r, p.set.Load())
+		c := clientOf(r, p.settingsOf(r))
 		if c.proxied && c.scheme == "http" && p.external.Scheme == "https" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			http.Redirect(w, r, p.external.String()+r.URL.RequestURI(), http.StatusPermanentRedirect)
 			return

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -14,8 +15,10 @@ import (
 // stylesheet.
 func (p *Portal) headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := p.set.Load() // the one settings value of this request
+		r = r.WithContext(context.WithValue(r.Context(), settingsKey, st))
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", *p.set.Load().provider.csp.Load())
+		hd.Set("Content-Security-Policy", *st.provider.csp.Load())
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Referrer-Policy", "no-referrer")

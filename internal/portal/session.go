@@ -156,9 +156,10 @@ func (p *Portal) writeSession(w http.ResponseWriter, s *session) error {
 	return p.setCookie(w, p.sessionCookie(), s, 0)
 }
 
-// freshAuth reports whether s signed in recently enough to create a password.
-func (p *Portal) freshAuth(s *session) bool {
-	return !s.AuthAt.IsZero() && p.now().Sub(s.AuthAt) <= p.set.Load().reauthAfter
+// freshAuth reports whether s signed in recently enough (st.reauthAfter)
+// to create a password.
+func (p *Portal) freshAuth(st *settings, s *session) bool {
+	return !s.AuthAt.IsZero() && p.now().Sub(s.AuthAt) <= st.reauthAfter
 }
 
 func randomToken() string { return rand.Text() }

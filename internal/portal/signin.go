@@ -17,7 +17,7 @@ import (
 // short-lived cookie, the browser goes to the provider. With reauth=1 the
 // provider is asked for a fresh sign-in (prompt=login, max_age=0).
 func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
-	ip, err := p.provider(r.Context(), p.set.Load())
+	ip, err := p.provider(r.Context(), p.settingsOf(r))
 	if err != nil {
 		p.log.Error("portal: identity provider unreachable", "err", err)
 		p.message(w, http.StatusBadGateway, "Sign-in is unavailable",
@@ -70,7 +70,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 			"The sign-in service did not sign you in. Please try again.", true)
 		return
 	}
-	st := p.set.Load()
+	st := p.settingsOf(r)
 	ip, err := p.provider(r.Context(), st)
 	if err != nil {
 		p.log.Error("portal: identity provider unreachable", "err", err)
@@ -131,7 +131,7 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	// (§3.1.2.1, §2) requires auth_time, so a token without it proves no
 	// fresh sign-in either.
 	if pd.Reauth {
-		if p.freshAuth(s) {
+		if p.freshAuth(st, s) {
 			s.Notice = "You signed in again. You can create the app password now."
 		} else {
 			s.Notice = "Your sign-in service did not ask you to sign in again, so app passwords cannot be created right now."
