@@ -29,7 +29,8 @@ type endedSessions struct {
 	path string // "" keeps it in memory only
 	max  int    // maxEnded (smaller in tests)
 
-	mu     sync.Mutex
+	saveMu sync.Mutex           // serialises save
+	mu     sync.Mutex           // guards ids and before
 	ids    map[string]time.Time // session id -> when its cookie dies anyway
 	before time.Time            // sessions started before this are ended
 }
@@ -80,10 +81,10 @@ func (e *endedSessions) has(id string, start time.Time) bool {
 }
 
 // end ends a session started at start and saves the table. If the table
-// is full, every session started until now ends instead.
+// is full, every session started until now ends instead. Readers wait only
+// for the change in memory, not for the file.
 func (e *endedSessions) end(id string, start, now time.Time) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for k, t := range e.ids {
 		if !t.After(now) {
 			delete(e.ids, k)
@@ -95,23 +96,29 @@ func (e *endedSessions) end(id string, start, now time.Time) error {
 	} else {
 		e.ids[id] = start.Add(MaxSessionAge)
 	}
+	e.mu.Unlock()
 	return e.save()
 }
 
 // save writes the table to a temporary file, syncs it and renames it over
 // the old one (mode 0600: the ids are not secrets, but are nobody's
-// business).
+// business). Saves are serialised and each writes the newest table, so
+// the file never goes back to an older one.
 func (e *endedSessions) save() error {
 	if e.path == "" {
 		return nil
 	}
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
 	var b bytes.Buffer
+	e.mu.Lock()
 	if !e.before.IsZero() {
 		fmt.Fprintf(&b, "* %d\n", e.before.Unix())
 	}
 	for id, t := range e.ids {
 		fmt.Fprintf(&b, "%s %d\n", id, t.Unix())
 	}
+	e.mu.Unlock()
 	tmp, err := os.CreateTemp(filepath.Dir(e.path), ".ended-*")
 	if err != nil {
 		return fmt.Errorf("portal: ended sessions: %w", err)

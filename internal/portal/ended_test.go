@@ -62,3 +62,25 @@ func TestEndedSessionsBoundedAndPersistent(t *testing.T) {
 		t.Error("malformed file: got no error")
 	}
 }
+
+// BenchmarkEndNearlyFull is the cost of one sign-out with the table close
+// to full (a rewrite of ~10k lines and an fsync).
+func BenchmarkEndNearlyFull(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "ended")
+	now := time.Now()
+	e, err := loadEndedSessions(path, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range maxEnded - 2 {
+		e.ids["x"+strconv.Itoa(i)+"ABCDEFGHIJKLMNOPQRSTUVWXYZ"] = now.Add(time.Hour)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		id := "b" + strconv.Itoa(i)
+		if err := e.end(id, now, now); err != nil {
+			b.Fatal(err)
+		}
+		delete(e.ids, id)
+	}
+}
