@@ -15,6 +15,7 @@ require (
 	github.com/jimlambrt/gldap v0.1.14
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.72.0
+	github.com/smallstep/pkcs7 v0.2.3
 	github.com/zitadel/oidc/v3 v3.52.0
 	go.etcd.io/bbolt v1.5.0
 	go.etcd.io/etcd/api/v3 v3.6.16
@@ -25,6 +26,7 @@ require (
 	golang.org/x/crypto v0.59.0
 	golang.org/x/oauth2 v0.38.0
 	google.golang.org/grpc v1.83.2
+	rsc.io/qr v0.2.0
 )
 
 require (

@@ -14,6 +14,7 @@ pkgs=(
   etcd-server
   curl swaks libnet-ssleay-perl libio-socket-ssl-perl python3 msmtp isync
   chromium
+  nginx  # portal behind a TLS-terminating reverse proxy (private nginx -c FILE -p DIR)
   ca-certificates openssl
   systemd
 )

@@ -249,6 +249,11 @@ type Portal struct {
 	ReauthAfter    Duration       `yaml:"reauth_after"` // default 10m
 	OIDC           OIDC           `yaml:"oidc"`
 	ClientSettings ClientSettings `yaml:"client_settings"`
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
+	// X-Forwarded-Proto and Forwarded headers the portal believes; with
+	// them (and listen.portal on loopback or inside them) the portal may
+	// serve plain HTTP while tls.* is set. Empty: headers ignored.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 }
 
 // OIDC is the OpenID Connect provider users sign in with.

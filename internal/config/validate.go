@@ -29,6 +29,7 @@ func (c *Config) Validate() error {
 	v.directory()
 	v.policy()
 	v.portal()
+	v.portalProxies()
 	v.limits()
 	v.log()
 	return v.errs.err()
@@ -184,7 +185,7 @@ func (v *validator) tls() {
 				v.add(x.key, "implicit TLS needs tls.cert_file and tls.key_file")
 			}
 		}
-		if l.Portal != "" && !isLoopback(l.Portal) {
+		if l.Portal != "" && !isLoopback(l.Portal) && !v.c.PortalBehindProxy() {
 			v.add("listen.portal", "the portal serves HTTPS: set tls.cert_file and tls.key_file (or bind it to loopback behind a TLS proxy)")
 		}
 		p := v.c.Policy

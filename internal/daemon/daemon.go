@@ -22,6 +22,7 @@ import (
 	"github.com/legate-proxy/legate/internal/control"
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/metrics"
+	"github.com/legate-proxy/legate/internal/portal"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/throttle"
 	"github.com/legate-proxy/legate/store"
@@ -40,6 +41,7 @@ type Daemon struct {
 	cert     *certHolder
 	throttle *throttle.Throttle
 	fronts   []*frontListener
+	portal   *portal.Portal // nil without listen.portal
 	// operations (http.go): metrics, listen.http, readiness state.
 	metrics  *metrics.Metrics
 	http     *httpServer
@@ -179,6 +181,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.throttle.SetLimits(throttleLimits(cfg))
 	d.reconfigureFrontEnds(cfg, ups)
 	d.ups.Store(ups) // operations: /readyz checks the new upstreams
+	d.reloadPortal(cfg)
 	d.log.Info("configuration reloaded", "config", cfg.File())
 	return nil
 }

@@ -29,6 +29,8 @@ type createdPage struct {
 	UserName string
 	Settings []settingRow
 	Expires  string
+	// Setup is the one-tap device set-up (nil: not offered).
+	Setup *setupView
 }
 
 func (p *Portal) index(w http.ResponseWriter, r *http.Request, s *session) {
@@ -48,7 +50,7 @@ func (p *Portal) renderIndex(w http.ResponseWriter, r *http.Request, s *session,
 	for _, l := range list {
 		d.Passwords = append(d.Passwords, makeRow(l, now))
 	}
-	d.Stale = !p.freshAuth(s)
+	d.Stale = !p.freshAuth(p.settingsOf(r), s)
 	if d.Form.Expires == "" {
 		d.Form.Expires = "never"
 	}
@@ -61,7 +63,7 @@ func (p *Portal) layoutFor(s *session) layout {
 
 // create makes an app password and shows it in this response, once.
 func (p *Portal) create(w http.ResponseWriter, r *http.Request, s *session) {
-	if !p.freshAuth(s) {
+	if !p.freshAuth(p.settingsOf(r), s) {
 		p.seeOther(w, r, s, "/login?reauth=1", "")
 		return
 	}
@@ -71,8 +73,8 @@ func (p *Portal) create(w http.ResponseWriter, r *http.Request, s *session) {
 		args.User, args.Via = s.User, "portal"
 		var c control.Created
 		if c, err = p.ctl.CreateAppPassword(r.Context(), args); err == nil {
-			p.log.Info("portal: app password created", "user", s.User, "id", c.AppPassword.ID)
-			p.page(w, s, http.StatusOK, "created.html", p.createdView(s, c))
+			p.reqLog(r).Info("portal: app password created", "user", s.User, "id", c.AppPassword.ID)
+			p.page(w, s, http.StatusOK, "created.html", p.createdView(s, c, p.settingsOf(r)))
 			return
 		}
 	}
@@ -120,7 +122,7 @@ func (p *Portal) revoke(w http.ResponseWriter, r *http.Request, s *session) {
 	case err != nil:
 		p.fail(w, err)
 	default:
-		p.log.Info("portal: app password revoked", "user", s.User, "id", r.PathValue("id"))
+		p.reqLog(r).Info("portal: app password revoked", "user", s.User, "id", r.PathValue("id"))
 		p.seeOther(w, r, s, "/", revokedNotice(res))
 	}
 }
@@ -131,7 +133,7 @@ func (p *Portal) revokeAll(w http.ResponseWriter, r *http.Request, s *session) {
 		p.fail(w, err)
 		return
 	}
-	p.log.Info("portal: all app passwords revoked", "user", s.User, "count", len(res.Revoked))
+	p.reqLog(r).Info("portal: all app passwords revoked", "user", s.User, "count", len(res.Revoked))
 	p.seeOther(w, r, s, "/", revokedNotice(res))
 }
 
@@ -154,7 +156,7 @@ func revokedNotice(res control.Revoked) string {
 	return what + fmt.Sprintf(" %d open connections were closed.", res.SessionsClosed)
 }
 
-func (p *Portal) createdView(s *session, c control.Created) createdPage {
+func (p *Portal) createdView(s *session, c control.Created, st *settings) createdPage {
 	d := createdPage{layout: p.layoutFor(s), Name: c.AppPassword.Name, Secret: c.Secret,
 		Groups: strings.Split(c.Secret, "-"), UserName: c.AppPassword.User, Expires: "never"}
 	d.Title = "Your new app password"
@@ -162,6 +164,9 @@ func (p *Portal) createdView(s *session, c control.Created) createdPage {
 	if !c.AppPassword.Expires.IsZero() {
 		d.Expires = day(c.AppPassword.Expires)
 	}
-	d.Settings = p.settings(c.AppPassword.Scope)
+	d.Settings = clientRows(st.cfg.ClientSettings, c.AppPassword.Scope)
+	if ds, ok := p.deviceSetup(s, c, st); ok {
+		d.Setup = &ds
+	}
 	return d
 }

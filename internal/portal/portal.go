@@ -6,9 +6,14 @@
 //
 // The page is server-rendered with html/template; its stylesheet and its few
 // lines of script (copy to clipboard, allowed by a CSP hash) are embedded.
-// Sessions live in an AES-GCM sealed cookie (no server state) with a 15-minute
-// idle and an 8-hour absolute timeout; creating a password needs a sign-in
-// younger than portal.reauth_after. Security is middleware: strict headers,
+// Sessions live in an AES-GCM sealed cookie with a 15-minute idle and an
+// 8-hour absolute timeout; sign-out ends a session on the server too (a
+// bounded table of ended session ids kept beside the session key, so a
+// copied cookie stays refused across restarts). Creating a password needs
+// a sign-in younger than portal.reauth_after. Settings reload as one
+// immutable value (Reload). Behind a reverse proxy, forwarded client
+// addresses are believed only from portal.trusted_proxies (proxy.go).
+// Right after a create the page offers one-tap device set-up (setup.go). Security is middleware: strict headers,
 // http.CrossOriginProtection and a per-session CSRF token on every form. A
 // new password is rendered once, in the response to the POST that created
 // it, and never put in a URL, a log or a cache.
@@ -16,6 +21,7 @@ package portal
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html/template"
@@ -24,7 +30,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,26 +78,33 @@ type Options struct {
 	// HTTPClient talks to the provider; nil means a client with a 10s
 	// timeout.
 	HTTPClient *http.Client
+	// Certificate, if set, returns the TLS certificate (with its key) that
+	// signs the device set-up profiles; nil or a nil result: unsigned.
+	Certificate func() *tls.Certificate
+	// EndedSessionsFile keeps the sessions ended by sign-out across
+	// restarts; "" means Config.SessionKeyFile + ".ended", or memory only
+	// when that is empty too.
+	EndedSessionsFile string
 }
 
 // Portal is the self-service web app. It is an http.Handler.
 type Portal struct {
-	ctl          Control
-	cfg          config.Portal
-	external     *url.URL
-	secure       bool
-	codec        *codec
-	log          *slog.Logger
-	now          func() time.Time
-	httpClient   *http.Client
-	reauthAfter  time.Duration
-	clientSecret string
-	tmpl         *template.Template
-	csp          atomic.Pointer[string] // grows the provider's origin after discovery
-	handler      http.Handler
-
-	idpMu sync.Mutex
-	idpv  *idp
+	ctl        Control
+	external   *url.URL
+	secure     bool
+	codec      *codec
+	log        *slog.Logger
+	now        func() time.Time
+	httpClient *http.Client
+	tmpl       *template.Template
+	handler    http.Handler
+	// set is the reloadable configuration (see Reload).
+	set atomic.Pointer[settings]
+	// ended are the sessions signed out on the server (see logout).
+	ended *endedSessions
+	// setups are the one-time device set-up links (see setup.go).
+	setups *setupLinks
+	cert   func() *tls.Certificate
 }
 
 // New builds a Portal. It does not contact the provider: discovery happens
@@ -101,8 +113,8 @@ func New(o Options) (*Portal, error) {
 	if o.Control == nil {
 		return nil, errors.New("portal: Options.Control is required")
 	}
-	p := &Portal{ctl: o.Control, cfg: o.Config, secure: o.TLS, log: o.Logger, now: o.Now,
-		httpClient: o.HTTPClient, clientSecret: o.ClientSecret}
+	p := &Portal{ctl: o.Control, secure: o.TLS, log: o.Logger, now: o.Now,
+		httpClient: o.HTTPClient, cert: o.Certificate}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -112,18 +124,15 @@ func New(o Options) (*Portal, error) {
 	if p.httpClient == nil {
 		p.httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	if p.cfg.OIDC.UsernameClaim == "" {
-		p.cfg.OIDC.UsernameClaim = "preferred_username"
+	st, err := newSettings(o.Config, o.ClientSecret)
+	if err != nil {
+		return nil, err
 	}
-	if p.reauthAfter = p.cfg.ReauthAfter.Std(); p.reauthAfter <= 0 {
-		p.reauthAfter = 10 * time.Minute
-	}
-	if p.cfg.OIDC.Issuer == "" || p.cfg.OIDC.ClientID == "" {
-		return nil, errors.New("portal: portal.oidc.issuer and portal.oidc.client_id are required")
-	}
+	st.provider = newProviderCache(st.cfg.OIDC.Issuer)
+	p.set.Store(st)
 	ext := o.ExternalURL
 	if ext == "" {
-		ext = p.cfg.ExternalURL
+		ext = o.Config.ExternalURL
 	}
 	u, err := url.Parse(strings.TrimSuffix(ext, "/"))
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -136,25 +145,27 @@ func New(o Options) (*Portal, error) {
 	p.secure = o.TLS || u.Scheme == "https"
 	key := o.SessionKey
 	if key == nil {
-		if p.cfg.SessionKeyFile == "" {
+		if o.Config.SessionKeyFile == "" {
 			return nil, errors.New("portal: portal.session_key_file is required")
 		}
-		if key, err = LoadOrCreateKey(p.cfg.SessionKeyFile); err != nil {
+		if key, err = LoadOrCreateKey(o.Config.SessionKeyFile); err != nil {
 			return nil, err
 		}
 	}
 	if p.codec, err = newCodec(key); err != nil {
 		return nil, err
 	}
-	if p.clientSecret == "" && p.cfg.OIDC.ClientSecretFile != "" {
-		if p.clientSecret, err = config.ReadSecretFile(p.cfg.OIDC.ClientSecretFile); err != nil {
-			return nil, fmt.Errorf("portal: %w", err)
-		}
+	endedFile := o.EndedSessionsFile
+	if endedFile == "" && o.Config.SessionKeyFile != "" {
+		endedFile = o.Config.SessionKeyFile + ".ended"
 	}
+	if p.ended, err = loadEndedSessions(endedFile, p.now()); err != nil {
+		return nil, err
+	}
+	p.setups = newSetupLinks()
 	if p.tmpl, err = parseTemplates(); err != nil {
 		return nil, err
 	}
-	p.setCSP("")
 	p.handler = p.routes()
 	return p, nil
 }
@@ -169,11 +180,16 @@ func (p *Portal) routes() http.Handler {
 	mux.HandleFunc("GET /callback", p.callback)
 	mux.HandleFunc("POST /logout", p.logout)
 	mux.Handle("GET /static/", staticHandler())
+	mux.HandleFunc("GET /setup/{token}", p.profile)
+	mux.HandleFunc("GET /.well-known/autoconfig/mail/config-v1.1.xml", p.autoconfig)
+	mux.HandleFunc("GET /mail/config-v1.1.xml", p.autoconfig)
+	mux.HandleFunc("POST /autodiscover/autodiscover.xml", p.autodiscover)
+	mux.HandleFunc("POST /Autodiscover/Autodiscover.xml", p.autodiscover)
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.message(w, http.StatusForbidden, "Request refused", "This request came from another site and was refused.", false)
 	}))
-	return p.headers(cop.Handler(limitBody(mux)))
+	return p.headers(p.withClient(cop.Handler(limitBody(mux))))
 }
 
 // ServeHTTP serves the portal.

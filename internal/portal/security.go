@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -14,8 +15,10 @@ import (
 // stylesheet.
 func (p *Portal) headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := p.set.Load() // the one settings value of this request
+		r = r.WithContext(context.WithValue(r.Context(), settingsKey, st))
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", *p.csp.Load())
+		hd.Set("Content-Security-Policy", *st.provider.csp.Load())
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Referrer-Policy", "no-referrer")
@@ -37,18 +40,18 @@ var scriptHash = func() string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }()
 
-// setCSP builds the Content-Security-Policy. form-action names the
+// buildCSP builds the Content-Security-Policy. form-action names the
 // provider too: a form post may be redirected to sign-in there (reauth).
-func (p *Portal) setCSP(authURL string) {
+func buildCSP(issuer, authURL string) *string {
 	actions := []string{"'self'"}
-	for _, s := range []string{p.cfg.OIDC.Issuer, authURL} {
+	for _, s := range []string{issuer, authURL} {
 		if o := origin(s); o != "" && !strings.Contains(strings.Join(actions, " "), o) {
 			actions = append(actions, o)
 		}
 	}
 	csp := "default-src 'none'; script-src " + scriptHash + "; style-src 'self'; img-src 'self'; " +
 		"form-action " + strings.Join(actions, " ") + "; frame-ancestors 'none'; base-uri 'none'"
-	p.csp.Store(&csp)
+	return &csp
 }
 
 func origin(s string) string {
@@ -74,7 +77,7 @@ func (p *Portal) authed(h authedFunc) http.HandlerFunc {
 			return
 		}
 		if r.Method == http.MethodPost && !validCSRF(s, r.PostFormValue("csrf")) {
-			p.log.Warn("portal: form without a valid CSRF token refused", "user", s.User, "path", r.URL.Path)
+			p.reqLog(r).Warn("portal: form without a valid CSRF token refused", "user", s.User, "path", r.URL.Path)
 			p.message(w, http.StatusForbidden, "Form expired", "This form is no longer valid. Go back, reload the page and try again.", false)
 			return
 		}

@@ -25,7 +25,12 @@ const (
 // session is the signed-in state, kept in the browser in an encrypted and
 // authenticated cookie: nothing is stored on the server.
 type session struct {
+	// ID names the session on the server: sign-out ends it there (see
+	// endedSessions), so a copy of the cookie is refused afterwards.
+	ID   string `json:"i"`
 	User string `json:"u"`
+	// Email is the email claim of the sign-in, if any (device set-up).
+	Email string `json:"e,omitempty"`
 	// AuthAt is when the user last proved who they are at the provider,
 	// on this server's clock; zero means unknown (treated as too old).
 	AuthAt time.Time `json:"a,omitzero"`
@@ -132,11 +137,14 @@ func (p *Portal) readSession(r *http.Request) (*session, bool) {
 		return nil, false
 	}
 	var s session
-	if err := p.codec.open(c.Name, c.Value, &s); err != nil || s.User == "" || s.CSRF == "" {
+	if err := p.codec.open(c.Name, c.Value, &s); err != nil || s.User == "" || s.CSRF == "" || s.ID == "" {
 		return nil, false
 	}
 	now := p.now()
 	if now.Sub(s.Seen) > IdleTimeout || now.Sub(s.Start) > MaxSessionAge || now.Before(s.Start.Add(-time.Minute)) {
+		return nil, false
+	}
+	if p.ended.has(s.ID, s.Start) {
 		return nil, false
 	}
 	return &s, true
@@ -148,9 +156,10 @@ func (p *Portal) writeSession(w http.ResponseWriter, s *session) error {
 	return p.setCookie(w, p.sessionCookie(), s, 0)
 }
 
-// freshAuth reports whether s signed in recently enough to create a password.
-func (p *Portal) freshAuth(s *session) bool {
-	return !s.AuthAt.IsZero() && p.now().Sub(s.AuthAt) <= p.reauthAfter
+// freshAuth reports whether s signed in recently enough (st.reauthAfter)
+// to create a password.
+func (p *Portal) freshAuth(st *settings, s *session) bool {
+	return !s.AuthAt.IsZero() && p.now().Sub(s.AuthAt) <= st.reauthAfter
 }
 
 func randomToken() string { return rand.Text() }

@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"context"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -10,43 +9,15 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/legate-proxy/legate/internal/config"
 )
-
-// idp is the discovered provider.
-type idp struct {
-	oauth    oauth2.Config
-	verifier *oidc.IDTokenVerifier
-}
-
-// provider discovers the issuer once (lazily: the portal starts even when
-// the provider is briefly down; a failed discovery is retried next time).
-func (p *Portal) provider(ctx context.Context) (*idp, error) {
-	p.idpMu.Lock()
-	defer p.idpMu.Unlock()
-	if p.idpv != nil {
-		return p.idpv, nil
-	}
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.httpClient), 15*time.Second)
-	defer cancel()
-	prov, err := oidc.NewProvider(ctx, p.cfg.OIDC.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("portal: discover %s: %w", p.cfg.OIDC.Issuer, err)
-	}
-	p.idpv = &idp{
-		oauth: oauth2.Config{ClientID: p.cfg.OIDC.ClientID, ClientSecret: p.clientSecret,
-			Endpoint: prov.Endpoint(), RedirectURL: p.RedirectURL(),
-			Scopes: []string{oidc.ScopeOpenID, "profile", "email"}},
-		verifier: prov.Verifier(&oidc.Config{ClientID: p.cfg.OIDC.ClientID}),
-	}
-	p.setCSP(prov.Endpoint().AuthURL)
-	return p.idpv, nil
-}
 
 // login starts a sign-in: state, nonce and a PKCE verifier go into a sealed
 // short-lived cookie, the browser goes to the provider. With reauth=1 the
 // provider is asked for a fresh sign-in (prompt=login, max_age=0).
 func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
-	ip, err := p.provider(r.Context())
+	ip, err := p.provider(r.Context(), p.settingsOf(r))
 	if err != nil {
 		p.log.Error("portal: identity provider unreachable", "err", err)
 		p.message(w, http.StatusBadGateway, "Sign-in is unavailable",
@@ -99,7 +70,8 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 			"The sign-in service did not sign you in. Please try again.", true)
 		return
 	}
-	ip, err := p.provider(r.Context())
+	st := p.settingsOf(r)
+	ip, err := p.provider(r.Context(), st)
 	if err != nil {
 		p.log.Error("portal: identity provider unreachable", "err", err)
 		p.message(w, http.StatusBadGateway, "Sign-in is unavailable",
@@ -129,13 +101,14 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idt.Claims(&cl)
-	user, _ := all[p.cfg.OIDC.UsernameClaim].(string)
+	user, _ := all[st.cfg.OIDC.UsernameClaim].(string)
 	if user == "" {
-		p.refuseToken(w, fmt.Errorf("id token has no %q claim", p.cfg.OIDC.UsernameClaim))
+		p.refuseToken(w, fmt.Errorf("id token has no %q claim", st.cfg.OIDC.UsernameClaim))
 		return
 	}
-	if p.cfg.OIDC.RequireMFA && !p.multifactor(cl) {
-		p.log.Info("portal: sign-in without multifactor refused", "user", user, "amr", cl.AMR, "acr", cl.ACR)
+	log := p.reqLog(r)
+	if st.cfg.OIDC.RequireMFA && !multifactor(st.cfg.OIDC, cl) {
+		log.Info("portal: sign-in without multifactor refused", "user", user, "amr", cl.AMR, "acr", cl.ACR)
 		p.render(w, http.StatusForbidden, "message.html", messagePage{layout: layout{Title: "Multifactor sign-in required"},
 			Heading: "Multifactor sign-in required",
 			Text:    "App passwords need multifactor sign-in. Sign in again with your second factor (an authenticator app, a security key or a text message).",
@@ -143,24 +116,28 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.now()
-	s := &session{User: user, Start: now, Seen: now, CSRF: randomToken()}
-	switch {
-	case cl.AuthTime > 0:
+	s := &session{ID: randomToken(), User: user, Start: now, Seen: now, CSRF: randomToken()}
+	if email, _ := all["email"].(string); len(email) <= 254 && all["email_verified"] != false {
+		s.Email = email // for the device set-up profile's address
+	}
+	if cl.AuthTime > 0 {
 		// The age of the authentication on the provider's own clock,
 		// carried over to ours: immune to skew between the two.
 		age := max(idt.IssuedAt.Sub(time.Unix(cl.AuthTime, 0)), 0)
 		s.AuthAt = now.Add(-age)
-	case pd.Reauth:
-		s.AuthAt = now // prompt=login: the provider just asked
 	}
+	// Without auth_time the age of the sign-in is unknown: AuthAt stays
+	// zero (stale). After prompt=login/max_age=0 OpenID Connect Core
+	// (§3.1.2.1, §2) requires auth_time, so a token without it proves no
+	// fresh sign-in either.
 	if pd.Reauth {
-		if p.freshAuth(s) {
+		if p.freshAuth(st, s) {
 			s.Notice = "You signed in again. You can create the app password now."
 		} else {
 			s.Notice = "Your sign-in service did not ask you to sign in again, so app passwords cannot be created right now."
 		}
 	}
-	p.log.Info("portal: signed in", "user", user, "amr", cl.AMR)
+	log.Info("portal: signed in", "user", user, "amr", cl.AMR, "acr", cl.ACR)
 	if err := p.writeSession(w, s); err != nil {
 		p.fail(w, err)
 		return
@@ -174,21 +151,31 @@ func (p *Portal) refuseToken(w http.ResponseWriter, err error) {
 		"The answer of the sign-in service could not be verified. Please sign in again.", true)
 }
 
-// multifactor applies portal.oidc.require_mfa: amr names one of mfa_amr, or
-// acr equals mfa_acr when that is set.
-func (p *Portal) multifactor(c idClaims) bool {
-	if p.cfg.OIDC.MFAACR != "" && c.ACR == p.cfg.OIDC.MFAACR {
-		return true
+// multifactor applies portal.oidc.require_mfa: when mfa_acr is set, acr
+// must equal it (amr is not looked at); otherwise amr names one of mfa_amr.
+func multifactor(o config.OIDC, c idClaims) bool {
+	if o.MFAACR != "" {
+		return subtle.ConstantTimeCompare([]byte(c.ACR), []byte(o.MFAACR)) == 1
 	}
-	return slices.ContainsFunc(c.AMR, func(m string) bool { return slices.Contains(p.cfg.OIDC.MFAAMR, m) })
+	return slices.ContainsFunc(c.AMR, func(m string) bool { return slices.Contains(o.MFAAMR, m) })
 }
 
-// logout ends the session. It needs the form's CSRF token when a session
-// is still there.
+// logout ends the session, on the server too: its id goes into the table
+// of ended sessions, so a copy of the cookie taken before is refused from
+// now on. It needs the form's CSRF token when a session is still there.
 func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
-	if s, ok := p.readSession(r); ok && !validCSRF(s, r.PostFormValue("csrf")) {
+	s, ok := p.readSession(r)
+	if ok && !validCSRF(s, r.PostFormValue("csrf")) {
 		p.message(w, http.StatusForbidden, "Form expired", "This form is no longer valid. Go back, reload the page and try again.", false)
 		return
+	}
+	if ok {
+		if err := p.ended.end(s.ID, s.Start, p.now()); err != nil {
+			p.fail(w, err)
+			return
+		}
+		p.setups.endSession(s.ID)
+		p.reqLog(r).Info("portal: signed out", "user", s.User)
 	}
 	p.clearCookie(w, p.sessionCookie())
 	p.message(w, http.StatusOK, "Signed out", "You are signed out of the app-password page.", true)

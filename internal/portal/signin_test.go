@@ -29,6 +29,10 @@ func TestMultifactor(t *testing.T) {
 		{"no amr", []string{}, "", nil, false},
 		{"acr matches", []string{"pwd"}, "urn:mfa", func(c *config.Portal) { c.OIDC.MFAACR = "urn:mfa" }, true},
 		{"acr differs", []string{"pwd"}, "urn:pwd", func(c *config.Portal) { c.OIDC.MFAACR = "urn:mfa" }, false},
+		// #13.10: with mfa_acr set, acr must equal it; a multifactor amr
+		// no longer passes on its own.
+		{"acr set, amr otp, acr differs", []string{"pwd", "otp"}, "urn:pwd", func(c *config.Portal) { c.OIDC.MFAACR = "urn:mfa" }, false},
+		{"acr set, amr otp, no acr", []string{"pwd", "otp"}, "", func(c *config.Portal) { c.OIDC.MFAACR = "urn:mfa" }, false},
 		{"mfa not required", []string{"pwd"}, "", func(c *config.Portal) { c.OIDC.RequireMFA = false }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +100,35 @@ func TestReauthBeforeCreate(t *testing.T) {
 	}
 	if _, s := create(t, alice, "Laptop", nil); s == "" {
 		t.Error("create after reauth: no secret")
+	}
+}
+
+// TestReauthWithoutAuthTime (#18.8): after prompt=login/max_age=0 an ID
+// token without auth_time does not prove a fresh sign-in (OIDC Core
+// §3.1.2.1): the sign-in is stale and creating still asks to sign in again.
+func TestReauthWithoutAuthTime(t *testing.T) {
+	e := start(t, portaltest.Options{})
+	alice := e.NewUser(t, "alice")
+	alice.SignIn(t)
+	e.Clock.Advance(11 * time.Minute)
+	e.IdP.SetNoAuthTime("alice", true)
+	p := alice.SignInAt(t, "/login?reauth=1")
+	if !strings.Contains(p.Body, "did not ask you to sign in again") {
+		t.Errorf("reauth without auth_time: want the stale notice; body %.300s", p.Body)
+	}
+	if _, s := create(t, alice, "Laptop", nil); s != "" {
+		t.Error("create after a reauth without auth_time: got a secret, want a new sign-in first")
+	}
+	if recs, _ := e.backend.Store.List(t.Context(), "alice"); len(recs) != 0 {
+		t.Errorf("store: got %d passwords, want 0", len(recs))
+	}
+	// With auth_time back, the same reauth is fresh.
+	e.IdP.SetNoAuthTime("alice", false)
+	if p := alice.SignInAt(t, "/login?reauth=1"); !strings.Contains(p.Body, "You signed in again") {
+		t.Errorf("reauth with auth_time: want the fresh notice; body %.300s", p.Body)
+	}
+	if _, s := create(t, alice, "Laptop", nil); s == "" {
+		t.Error("create after a fresh reauth: no secret")
 	}
 }
 

@@ -153,17 +153,17 @@ type settingRow struct {
 
 var securityText = map[string]string{"tls": "SSL/TLS", "starttls": "STARTTLS", "none": "None"}
 
-// settings lists portal.client_settings for the protocols in scope (empty:
-// all), skipping those without a host.
-func (p *Portal) settings(scope []string) []settingRow {
+// clientRows lists portal.client_settings for the protocols in scope
+// (empty: all), skipping those without a host.
+func clientRows(cs config.ClientSettings, scope []string) []settingRow {
 	var out []settingRow
 	for _, c := range []struct {
 		proto, label string
 		s            config.ClientSetting
 	}{
-		{"imap", "IMAP (incoming mail)", p.cfg.ClientSettings.IMAP},
-		{"smtp", "SMTP (outgoing mail)", p.cfg.ClientSettings.SMTP},
-		{"ldap", "LDAP (address book)", p.cfg.ClientSettings.LDAP},
+		{"imap", "IMAP (incoming mail)", cs.IMAP},
+		{"smtp", "SMTP (outgoing mail)", cs.SMTP},
+		{"ldap", "LDAP (address book)", cs.LDAP},
 	} {
 		if c.s.Host == "" || (len(scope) > 0 && !slices.Contains(scope, c.proto)) {
 			continue

@@ -42,6 +42,9 @@ type User struct {
 	// (multifactor), set []string{"pwd"} for a single-factor sign-in.
 	AMR []string
 	ACR string
+	// NoAuthTime leaves auth_time out of the ID token (a provider that
+	// does not send it, even after max_age or prompt=login).
+	NoAuthTime bool
 	// Claims are extra ID-token claims (e.g. a custom username claim).
 	Claims map[string]any
 }
@@ -129,6 +132,17 @@ func (p *Provider) SetAMR(username string, amr []string, acr string) {
 	for _, u := range p.store.users {
 		if u.Username == username {
 			u.AMR, u.ACR = slices.Clone(amr), acr
+		}
+	}
+}
+
+// SetNoAuthTime says whether the user's next ID tokens leave out auth_time.
+func (p *Provider) SetNoAuthTime(username string, omit bool) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	for _, u := range p.store.users {
+		if u.Username == username {
+			u.NoAuthTime = omit
 		}
 	}
 }

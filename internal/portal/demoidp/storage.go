@@ -202,6 +202,9 @@ func (s *storage) finish(id string, u *User) error {
 		return errNotFound
 	}
 	a.done, a.subject, a.authTime = true, u.Subject, time.Now()
+	if u.NoAuthTime {
+		a.authTime = time.Time{} // zero: the token has no auth_time
+	}
 	a.amr, a.acr = slices.Clone(u.AMR), u.ACR
 	return nil
 }

@@ -9,6 +9,7 @@ package portaltest
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -89,11 +90,18 @@ type Options struct {
 	TLS bool
 	// Logger; nil logs through t.Log.
 	Logger *slog.Logger
+	// ExternalURL, if set, is the address users open (e.g. a TLS proxy in
+	// front of the portal): Env.URL becomes it and Env.Direct is the
+	// portal's own listener.
+	ExternalURL string
+	// Certificate signs device set-up profiles (portal.Options.Certificate).
+	Certificate func() *tls.Certificate
 }
 
 // Env is a running portal and provider.
 type Env struct {
-	URL    string // the portal, e.g. http://127.0.0.1:12345
+	URL    string // the portal as users open it, e.g. http://127.0.0.1:12345
+	Direct string // the portal's own listener (URL unless ExternalURL was set)
 	IdPURL string
 	IdP    *demoidp.Provider
 	Portal *portal.Portal
@@ -101,6 +109,10 @@ type Env struct {
 	// Client is an HTTP client that trusts the portal's certificate (TLS);
 	// it has no cookie jar and does not follow redirects.
 	Client *http.Client
+
+	t          testing.TB
+	opts       portal.Options
+	portalSwap *swap
 }
 
 // ClientID and ClientSecret of the portal at the provider.
@@ -136,7 +148,10 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(portalSrv.Close)
 
-	e := &Env{URL: portalSrv.URL, IdPURL: idpSrv.URL, Clock: &Clock{}}
+	e := &Env{URL: portalSrv.URL, Direct: portalSrv.URL, IdPURL: idpSrv.URL, Clock: &Clock{}, t: t, portalSwap: portalSwap}
+	if o.ExternalURL != "" {
+		e.URL = o.ExternalURL
+	}
 	idp, err := demoidp.New(demoidp.Options{Issuer: idpSrv.URL, ClientID: ClientID, ClientSecret: ClientSecret,
 		RedirectURIs: []string{e.URL + "/callback"}, Users: o.Users, Logger: log})
 	if err != nil {
@@ -158,15 +173,28 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	e.Client = portalSrv.Client()
 	e.Client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	p, err := portal.New(portal.Options{Control: o.Control, Config: cfg, ExternalURL: e.URL, TLS: o.TLS,
-		ClientSecret: ClientSecret, Logger: log, Now: e.Clock.Now, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatalf("portaltest: portal.New: %v", err)
-	}
-	portalSwap.set(p)
-	e.Portal = p
+	e.opts = portal.Options{Control: o.Control, Config: cfg, ExternalURL: e.URL, TLS: o.TLS,
+		ClientSecret: ClientSecret, Logger: log, Now: e.Clock.Now, HTTPClient: &http.Client{Timeout: 10 * time.Second},
+		Certificate: o.Certificate}
+	e.Restart()
 	return e
 }
+
+// Restart replaces the portal with a new one built from the same options
+// and files (session key, ended sessions): the portal's own restart, the
+// provider and the listener staying up.
+func (e *Env) Restart() {
+	e.t.Helper()
+	p, err := portal.New(e.opts)
+	if err != nil {
+		e.t.Fatalf("portaltest: portal.New: %v", err)
+	}
+	e.portalSwap.set(p)
+	e.Portal = p
+}
+
+// Config returns the portal settings the portal was started with.
+func (e *Env) Config() config.Portal { return e.opts.Config }
 
 // TestLogger logs through t.Log (debug level).
 func TestLogger(t testing.TB) *slog.Logger {
