@@ -53,7 +53,9 @@ type Daemon struct {
 }
 
 // Check builds everything a configuration needs except the store and the
-// listeners: secrets files, certificates, CA files, the directory. It is what
+// listeners: secrets files, certificates, CA files, the directory; and checks
+// the storage without taking its lock (key file existence and mode, the
+// database directory, etcd secrets) and the portal's secret files. It is what
 // `legate check` runs after loading the file.
 func Check(_ context.Context, cfg *config.Config) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -67,6 +69,12 @@ func Check(_ context.Context, cfg *config.Config) error {
 		errs = append(errs, err)
 	}
 	if _, err := buildUpstreams(cfg, log); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkStorage(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkPortalSecrets(cfg); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
