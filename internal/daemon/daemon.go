@@ -48,6 +48,11 @@ type Daemon struct {
 
 	mu sync.Mutex // serialises Reload
 
+	// the session sweep (sweep.go)
+	kickSweep chan struct{}
+	stopSweep chan struct{}
+	sweepDone sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -83,7 +88,8 @@ func Check(_ context.Context, cfg *config.Config) error {
 // Start opens the store and starts every configured listener. On error,
 // whatever started is stopped again.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{log: log, registry: session.New()}
+	d = &Daemon{log: log, registry: session.New(),
+		kickSweep: make(chan struct{}, 1), stopSweep: make(chan struct{})}
 	d.cfg.Store(cfg)
 	defer func() {
 		if err != nil {
@@ -118,6 +124,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.throttle = newThrottle(cfg)
 	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
 		Throttle: d.throttle, Logger: log, Observe: d.metrics.Observe}) // operations: Observe
+	d.registry.SetHooks(d.sessionHooks())
+	d.sweepDone.Add(1)
+	go d.sweeper()
 	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
 		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
@@ -179,15 +188,15 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		}
 	}
 	d.cfg.Store(cfg)
-	d.auth.SetPolicy(PolicyOf(cfg))
 	old := d.auth.Directory()
-	d.auth.SetDirectory(dir)
+	d.auth.SetRuntime(auth.Runtime{Policy: PolicyOf(cfg), Directory: dir})
 	closeDirectory(old)
 	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle.SetLimits(throttleLimits(cfg))
 	d.reconfigureFrontEnds(cfg, ups)
 	d.ups.Store(ups) // operations: /readyz checks the new upstreams
 	d.log.Info("configuration reloaded", "config", cfg.File())
+	d.kickSweeper() // sessions the new configuration refuses are closed now
 	return nil
 }
 
@@ -207,15 +216,32 @@ func (d *Daemon) ReloadFile(path string) error {
 // rest, flush the store.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.draining.Store(true) // operations: /readyz answers 503 while draining
+	// Sessions still open when the grace ends are closed by the front-ends;
+	// log and audit them first (the front-ends see the end of grace only
+	// after that).
+	grace, endGrace := context.WithCancel(context.Background())
+	defer endGrace()
+	stop, logged := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(logged)
+		select {
+		case <-ctx.Done():
+			d.auditDrained()
+			endGrace()
+		case <-stop:
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, f := range d.fronts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.srv.Shutdown(ctx)
+			f.srv.Shutdown(grace)
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	<-logged
 	return d.Close()
 }
 
@@ -233,6 +259,10 @@ func (d *Daemon) close() error {
 	}
 	if d.admin != nil {
 		d.admin.Close()
+	}
+	if d.stopSweep != nil && d.auth != nil {
+		close(d.stopSweep)
+		d.sweepDone.Wait()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())

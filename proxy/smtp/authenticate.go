@@ -44,18 +44,29 @@ func (s *smtpSession) login(authzid, user, secret string) error {
 	if res.AppPassword != nil {
 		s.apID = res.AppPassword.ID
 	}
-	// Open the upstream now, so that an unreachable upstream is reported at
-	// AUTH (454 4.7.0) rather than after the client thinks it is in.
-	if err := s.connectUpstream(); err != nil {
-		s.user, s.apID = nil, ""
-		return errUpstreamDown
-	}
+	// Register before the dial: a revocation during it closes the session.
 	if reg := s.c.opts.Sessions; reg != nil {
 		name := s.user.Name
 		s.regID, s.unreg = reg.Register(session.Info{
 			User: s.user.Name, AppPasswordID: s.apID, Protocol: policy.SMTP,
-			IP: s.c.ip, Client: s.sc.Hostname(),
+			IP: s.c.ip, Client: s.sc.Hostname(), TLS: s.c.isTLS(s.sc),
 		}, func() { s.kill(name) })
+	}
+	// Open the upstream now, so that an unreachable upstream is reported at
+	// AUTH (454 4.7.0) rather than after the client thinks it is in; then
+	// re-decide the session, now that it is registered.
+	err := s.connectUpstream()
+	if reg := s.c.opts.Sessions; err == nil && reg != nil && !reg.Confirm(s.c.ctx, s.regID) {
+		s.closeUpstream(false)
+		err = errUpstreamDown
+	}
+	if err != nil {
+		if s.unreg != nil {
+			s.unreg()
+			s.unreg = nil
+		}
+		s.user, s.apID = nil, ""
+		return errUpstreamDown
 	}
 	s.c.authenticated.Store(true)
 	s.c.ic.authenticated()
