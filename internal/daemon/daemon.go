@@ -30,7 +30,7 @@ import (
 // Daemon is a running Legate.
 type Daemon struct {
 	log      *slog.Logger
-	cfg      atomic.Pointer[config.Config]
+	rt       atomic.Pointer[runtime] // what a reload changes, one value (runtime.go)
 	store    store.Store
 	auth     *auth.Service
 	registry *session.Registry
@@ -43,7 +43,6 @@ type Daemon struct {
 	// operations (http.go): metrics, listen.http, readiness state.
 	metrics  *metrics.Metrics
 	http     *httpServer
-	ups      atomic.Pointer[upstreams]
 	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload
@@ -90,7 +89,7 @@ func Check(_ context.Context, cfg *config.Config) error {
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	d = &Daemon{log: log, registry: session.New(),
 		kickSweep: make(chan struct{}, 1), stopSweep: make(chan struct{})}
-	d.cfg.Store(cfg)
+	d.rt.Store(&runtime{cfg: cfg})
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -117,7 +116,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if n, ok := d.store.(store.RevocationNotifier); ok {
 		n.OnRevoke(func(ids []string, _ string) { d.registry.KillAppPasswords(ids...) })
 	}
-	d.ups.Store(ups)                                      // operations: /readyz
+	d.rt.Store(&runtime{cfg: cfg, auth: auth.Runtime{Policy: PolicyOf(cfg), Directory: dir}, ups: ups})
 	d.metrics = d.newMetrics()                            // operations
 	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
 	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
@@ -128,7 +127,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.sweepDone.Add(1)
 	go d.sweeper()
 	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
-		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
+		MaxPerUser: func() int { return d.config().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
 			return d, err
@@ -169,32 +168,25 @@ func (d *Daemon) Addr(key string) net.Addr {
 
 // Reload applies a new configuration: policy, directory, limits, throttle,
 // TLS certificate and upstream settings take effect for new logins; sessions
-// now refused by policy are closed. Listener addresses are not changed by a
-// reload (restart for that).
+// now refused by policy are closed (the sweep runs at once). Everything is
+// built and checked first (buildRuntime) and then published as one value
+// (publish): a refused reload changes nothing. Listener addresses are not
+// changed by a reload (restart for that).
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dir, err := BuildDirectory(cfg)
+	var keys []string
+	for _, f := range d.fronts {
+		keys = append(keys, f.key)
+	}
+	rt, err := d.buildRuntime(cfg, keys)
 	if err != nil {
 		return err
 	}
-	ups, err := buildUpstreams(cfg, d.log)
-	if err != nil {
-		return err
-	}
-	if d.cert != nil && cfg.TLS.Enabled() {
-		if err := d.cert.load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
-			return err
-		}
-	}
-	d.cfg.Store(cfg)
 	old := d.auth.Directory()
-	d.auth.SetRuntime(auth.Runtime{Policy: PolicyOf(cfg), Directory: dir})
+	d.publish(rt)
 	closeDirectory(old)
-	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
-	d.throttle.SetLimits(throttleLimits(cfg))
-	d.reconfigureFrontEnds(cfg, ups)
-	d.ups.Store(ups) // operations: /readyz checks the new upstreams
+	d.reloadPortal(cfg)
 	d.log.Info("configuration reloaded", "config", cfg.File())
 	d.kickSweeper() // sessions the new configuration refuses are closed now
 	return nil
@@ -325,14 +317,14 @@ func Serve(ctx context.Context, o ServeOptions) error {
 				reload("SIGHUP")
 				continue
 			}
-			log.Info("draining", "signal", s.String(), "grace", d.cfg.Load().Limits.ShutdownGrace.Std())
+			log.Info("draining", "signal", s.String(), "grace", d.config().Limits.ShutdownGrace.Std())
 			return d.drain(log)
 		}
 	}
 }
 
 func (d *Daemon) drain(log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Load().Limits.ShutdownGrace.Std())
+	ctx, cancel := context.WithTimeout(context.Background(), d.config().Limits.ShutdownGrace.Std())
 	defer cancel()
 	err := d.Shutdown(ctx)
 	log.Info("stopped")

@@ -66,7 +66,7 @@ func (d *Daemon) sweeper() {
 			return
 		case <-d.kickSweep:
 		case <-t.C:
-			if d.cfg.Load().Limits.RecheckInterval <= 0 {
+			if d.config().Limits.RecheckInterval <= 0 {
 				continue
 			}
 		}
@@ -75,7 +75,7 @@ func (d *Daemon) sweeper() {
 }
 
 func (d *Daemon) recheckInterval() time.Duration {
-	if iv := d.cfg.Load().Limits.RecheckInterval.Std(); iv > 0 {
+	if iv := d.config().Limits.RecheckInterval.Std(); iv > 0 {
 		return iv
 	}
 	return time.Hour // disabled: wake up now and then to see a reload's value
@@ -84,7 +84,7 @@ func (d *Daemon) recheckInterval() time.Duration {
 // sweep runs one re-decision of every live session, bounded by the
 // interval (or a minute).
 func (d *Daemon) sweep() {
-	iv := d.cfg.Load().Limits.RecheckInterval.Std()
+	iv := d.config().Limits.RecheckInterval.Std()
 	if iv <= 0 {
 		iv = time.Minute
 	}
