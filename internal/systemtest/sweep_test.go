@@ -221,3 +221,54 @@ func TestAuditUpstreamRefused(t *testing.T) {
 		t.Errorf("report rows: %+v, want one row with 2 logins and 1 upstream failure", rep.Rows)
 	}
 }
+
+// TestCloseCausesLoggedAndAudited (issue 17.7): a session closed by an
+// operator's kill and one still open when a drain's grace ends are both
+// logged with their cause and audited.
+func TestCloseCausesLoggedAndAudited(t *testing.T) {
+	ups := StartUpstreams(t, UpstreamOptions{Mail: true})
+	lg := StartLegate(t, LegateOptions{Upstreams: ups, Mutate: func(cfg *config.Config) {
+		cfg.Listen.LDAP, cfg.Listen.LDAPS = "", ""
+		cfg.Upstream.LDAP = config.UpstreamLDAP{}
+	}})
+	pw := lg.CreateAppPassword(t, "alice", "Laptop")
+	login := func() *RawIMAP {
+		c, _ := DialIMAP(t, lg.AddrOf(t, "imaps"), lg.ClientTLS())
+		if ans, err := c.Login("a", "alice", pw, 10*time.Second); err != nil || !strings.HasPrefix(ans, "OK") {
+			t.Fatalf("LOGIN: got %q (%v), want OK", ans, err)
+		}
+		return c
+	}
+	killed := login()
+	waitSessions(t, lg.Control(), "alice", 1)
+	id := lg.Registry().List("alice")[0].ID
+	if n := lg.Registry().KillID(id); n != 1 {
+		t.Fatalf("KillID: %d", n)
+	}
+	<-watchEnd(killed.Conn)
+	waitSessions(t, lg.Control(), "alice", 0)
+	login()
+	waitSessions(t, lg.Control(), "alice", 1)
+	recs, err := lg.Control().Audit(context.Background(), control.AuditArgs{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kill bool
+	for _, r := range recs {
+		kill = kill || (r.Action == "close" && r.Outcome == "kill")
+	}
+	if !kill {
+		t.Error("no audit record close/kill")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := lg.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	logs := lg.Logs.String()
+	for _, cause := range []string{"cause=kill", "cause=drain"} {
+		if !strings.Contains(logs, `msg="session closed" user=alice proto=imap`) || !strings.Contains(logs, cause) {
+			t.Errorf("no `session closed` log line with %s:\n%s", cause, tailLines(logs, 20))
+		}
+	}
+}
