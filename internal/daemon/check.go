@@ -47,10 +47,22 @@ func checkStorage(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
-// checkWritableDir reports whether dir exists, is a directory and may be
-// written by this process (the database and its key are created there).
+// checkWritableDir reports whether dir is a directory this process may
+// write (the database and its key are created there). A directory that
+// does not exist yet passes when serve can create it (OpenStore does, mode
+// 0700): its nearest existing parent must be a writable directory.
 func checkWritableDir(dir string) error {
 	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return fmt.Errorf("database directory: %w", err)
+		}
+		if err := checkWritableDir(parent); err != nil {
+			return err
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}

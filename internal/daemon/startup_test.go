@@ -79,15 +79,28 @@ func TestServeStorageErrors(t *testing.T) {
 			}
 		}
 	})
-	t.Run("database directory missing", func(t *testing.T) {
+	t.Run("database directory is a file", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "legate.yaml")
 		writeFile(t, path, testConfig(filepath.Join(dir, "nope"), "", ""))
+		writeFile(t, filepath.Join(dir, "nope"), "not a directory")
 		for _, cmd := range []string{"serve", "check"} {
 			code, stderr := runExit(t, 30*time.Second, cmd, "--config", path)
 			if code != 1 || strings.Contains(stderr, "panic") || !strings.Contains(stderr, "nope") {
 				t.Errorf("%s: exit %d, stderr:\n%s\nwant exit 1 naming the directory, no panic", cmd, code, stderr)
 			}
+		}
+	})
+	t.Run("database directory created", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "legate.yaml")
+		writeFile(t, path, testConfig(filepath.Join(dir, "data"), "", ""))
+		if code, stderr := runExit(t, 30*time.Second, "check", "--config", path); code != 0 {
+			t.Errorf("check with a database directory to create: exit %d:\n%s", code, stderr)
+		}
+		serve(t, path)
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("database directory after serve: %v, %v; want mode 0700", fi, err)
 		}
 	})
 }
