@@ -22,7 +22,7 @@ import (
 //
 // Sessions are grouped by user: one directory lookup and at most one store
 // listing per user. A user whose lookup or listing fails is left alone (an
-// outage must not close every session); the failure is logged.
+// outage must not close every session); failures are logged once per call.
 func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Verdict {
 	rt := s.rt.Load()
 	now := s.now()
@@ -31,6 +31,22 @@ func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Ve
 		byUser[live[i].User] = append(byUser[live[i].User], i)
 	}
 	var out []session.Verdict
+	// An outage fails every user alike: one log line per sweep, not one
+	// per user.
+	var failed int
+	var firstErr error
+	defer func() {
+		if failed > 0 {
+			s.log.Warn("session re-check: directory or store unavailable, sessions kept",
+				"users", failed, "err", firstErr)
+		}
+	}()
+	fail := func(err error) {
+		if failed == 0 {
+			firstErr = err
+		}
+		failed++
+	}
 	for name, idx := range byUser {
 		if ctx.Err() != nil {
 			break
@@ -40,7 +56,7 @@ func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Ve
 		case errors.Is(err, directory.ErrNoSuchUser):
 			u = nil
 		case err != nil:
-			s.log.Warn("session re-check: directory lookup failed, sessions kept", "user", name, "err", err)
+			fail(err)
 			continue
 		}
 		var aps map[string]*store.AppPassword
@@ -54,7 +70,7 @@ func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Ve
 			}
 			list, err := s.store.List(ctx, owner)
 			if err != nil {
-				s.log.Warn("session re-check: store listing failed, sessions kept", "user", name, "err", err)
+				fail(err)
 				aps = nil
 				break
 			}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,8 +88,14 @@ func (failingDirectory) Lookup(context.Context, string) (*directory.User, error)
 func TestRecheckDirectoryOutage(t *testing.T) {
 	e := newEnv(t)
 	e.svc.SetDirectory(failingDirectory{e.svc.Directory()})
-	v := e.svc.Recheck(context.Background(), []session.Info{{ID: "a", User: "alice", AppPasswordID: "x", Protocol: policy.IMAP, TLS: true}})
+	v := e.svc.Recheck(context.Background(), []session.Info{
+		{ID: "a", User: "alice", AppPasswordID: "x", Protocol: policy.IMAP, TLS: true},
+		{ID: "b", User: "dave", AppPasswordID: "y", Protocol: policy.IMAP, TLS: true},
+	})
 	if len(v) != 0 {
 		t.Errorf("directory outage: closed %v, want nothing", v)
+	}
+	if n := strings.Count(e.logs.String(), "session re-check"); n != 1 {
+		t.Errorf("directory outage: %d log lines, want one per re-check", n)
 	}
 }
