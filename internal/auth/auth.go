@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,16 +74,23 @@ type Options struct {
 
 // Service is the login service. It is safe for concurrent use.
 type Service struct {
-	store   store.Store
-	dir     atomic.Pointer[directoryBox]
-	policy  atomic.Pointer[policy.Config]
+	store store.Store
+	// rt is the policy and directory in force, published together: a login
+	// loads it once and never sees a new policy with an old directory.
+	rt      atomic.Pointer[Runtime]
+	setMu   sync.Mutex // serialises SetPolicy/SetDirectory (copy on write)
 	throttl Throttler
 	log     *slog.Logger
 	now     func() time.Time
 	observe func(Request, Result, time.Duration)
 }
 
-type directoryBox struct{ d directory.Directory }
+// Runtime is the part of a configuration a login decision reads: one
+// immutable value, swapped whole by SetRuntime on reload.
+type Runtime struct {
+	Policy    *policy.Config
+	Directory directory.Directory
+}
 
 // New returns a login service.
 func New(o Options) *Service {
@@ -98,22 +106,44 @@ func New(o Options) *Service {
 		d := policy.Default()
 		p = &d
 	}
-	s.policy.Store(p)
-	s.dir.Store(&directoryBox{o.Directory})
+	s.rt.Store(&Runtime{Policy: p, Directory: o.Directory})
 	return s
 }
 
+// SetRuntime atomically replaces the policy and the directory together for
+// new logins (and the re-decisions of live sessions).
+func (s *Service) SetRuntime(rt Runtime) {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	s.rt.Store(&rt)
+}
+
+// Runtime returns the policy and directory in force, as one value.
+func (s *Service) Runtime() Runtime { return *s.rt.Load() }
+
 // SetPolicy atomically replaces the policy for new logins.
-func (s *Service) SetPolicy(p *policy.Config) { s.policy.Store(p) }
+func (s *Service) SetPolicy(p *policy.Config) {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	rt := *s.rt.Load()
+	rt.Policy = p
+	s.rt.Store(&rt)
+}
 
 // SetDirectory atomically replaces the directory for new logins.
-func (s *Service) SetDirectory(d directory.Directory) { s.dir.Store(&directoryBox{d}) }
+func (s *Service) SetDirectory(d directory.Directory) {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	rt := *s.rt.Load()
+	rt.Directory = d
+	s.rt.Store(&rt)
+}
 
 // Policy returns the policy in force.
-func (s *Service) Policy() *policy.Config { return s.policy.Load() }
+func (s *Service) Policy() *policy.Config { return s.rt.Load().Policy }
 
 // Directory returns the directory in force.
-func (s *Service) Directory() directory.Directory { return s.dir.Load().d }
+func (s *Service) Directory() directory.Directory { return s.rt.Load().Directory }
 
 // Store returns the app-password store.
 func (s *Service) Store() store.Store { return s.store }
@@ -121,7 +151,7 @@ func (s *Service) Store() store.Store { return s.store }
 // CredentialsAccepted reports whether credentials may be offered on a
 // connection (SPEC §3 step 1), for what front-ends advertise.
 func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
-	return s.policy.Load().CredentialsAccepted(tls, ip)
+	return s.rt.Load().Policy.CredentialsAccepted(tls, ip)
 }
 
 // Login decides one login attempt, with every side effect: throttle
@@ -155,7 +185,8 @@ func (s *Service) Explain(ctx context.Context, req Request) Result {
 // evaluate runs the decision. explain means: build the trace, and leave
 // the throttle state alone (no side effects).
 func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Result, time.Duration) {
-	pol := s.policy.Load()
+	rt := s.rt.Load()
+	pol, dir := rt.Policy, rt.Directory
 	in := policy.Input{
 		Request: policy.Request{User: req.User, IP: req.IP, Protocol: req.Protocol, TLS: req.TLS},
 		Now:     s.now(),
@@ -171,7 +202,6 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		return Result{Decision: d}, delay
 	}
 
-	dir := s.dir.Load().d
 	u, err := dir.Lookup(ctx, req.User)
 	switch {
 	case errors.Is(err, directory.ErrNoSuchUser):
@@ -209,8 +239,7 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		}
 	}
 	if u != nil {
-		in.User = &policy.User{Name: u.Name, Groups: u.Groups, Admin: u.Admin,
-			Disabled: u.Disabled, PasswordChanged: u.PasswordChanged}
+		in.User = policyUser(u)
 	}
 	in.Credential = cred
 	d := policy.Decide(pol, in)
@@ -220,6 +249,11 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		res.AppPassword = ap
 	}
 	return res, delay
+}
+
+func policyUser(u *directory.User) *policy.User {
+	return &policy.User{Name: u.Name, Groups: u.Groups, Admin: u.Admin,
+		Disabled: u.Disabled, PasswordChanged: u.PasswordChanged}
 }
 
 func unavailable(reason string) Result {

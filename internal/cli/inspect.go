@@ -203,11 +203,11 @@ func runReport(ctx context.Context, env Env, args []string) error {
 		return writeJSON(env.Stdout, r)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tAPP PASSWORD\tNAME\tPROTOCOLS\tCLIENTS\tIPS\tLAST IP\tFIRST SEEN\tLAST SEEN\tLOGINS")
+	fmt.Fprintln(tw, "USER\tAPP PASSWORD\tNAME\tPROTOCOLS\tCLIENTS\tIPS\tLAST IP\tFIRST SEEN\tLAST SEEN\tLOGINS\tUPSTREAM REFUSED")
 	for _, r := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.User, orDefault(r.AppPasswordID, "(primary)"), r.Name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\n", r.User, orDefault(r.AppPasswordID, "(primary)"), r.Name,
 			strings.Join(r.Protocols, ","), strings.Join(r.Clients, "; "), r.IPs, r.LastIP,
-			r.FirstSeen.Local().Format(time.DateTime), r.LastSeen.Local().Format(time.DateTime), r.Logins)
+			r.FirstSeen.Local().Format(time.DateTime), r.LastSeen.Local().Format(time.DateTime), r.Logins, r.UpstreamFailures)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

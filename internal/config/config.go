@@ -294,6 +294,10 @@ type Limits struct {
 	MaxRecipients       int      `yaml:"max_recipients"`         // SMTP, default 100
 	MaxPDUSize          Size     `yaml:"max_pdu_size"`           // LDAP, default 1MiB
 	DialTimeout         Duration `yaml:"dial_timeout"`           // upstream connect, default 10s
+	// RecheckInterval: every live session is re-decided against the store,
+	// the directory and the policy this often (and at once after a reload);
+	// 0 disables the periodic sweep. Default 30s.
+	RecheckInterval Duration `yaml:"recheck_interval"`
 }
 
 // Throttle bounds authentication failures (SPEC §7).
@@ -366,6 +370,7 @@ func Default() *Config {
 			MaxRecipients:       100,
 			MaxPDUSize:          1 << 20,
 			DialTimeout:         Duration(10 * time.Second),
+			RecheckInterval:     Duration(30 * time.Second),
 		},
 		Throttle: Throttle{
 			MaxFailuresPerIP:   20,

@@ -258,6 +258,9 @@ func (v *validator) limits() {
 			v.add(x.key, "must be more than zero")
 		}
 	}
+	if l.RecheckInterval < 0 {
+		v.add("limits.recheck_interval", "must not be negative (0 disables the sweep)")
+	}
 	v.atLeast("limits.max_line_length", int64(l.MaxLineLength), 1000)
 	v.atLeast("limits.max_literal_size", int64(l.MaxLiteralSize), 1)
 	v.atLeast("limits.max_message_size", int64(l.MaxMessageSize), 1)

@@ -32,6 +32,10 @@ type ReportRow struct {
 	FirstSeen     time.Time `json:"first_seen"`
 	LastSeen      time.Time `json:"last_seen"`
 	Logins        int       `json:"logins"`
+	// UpstreamFailures counts logins Legate allowed but the upstream then
+	// refused (or could not be reached): audit records action "upstream",
+	// outcome "error".
+	UpstreamFailures int `json:"upstream_failures"`
 }
 
 // ReportUnused is an app password nobody has logged in with.
@@ -53,6 +57,12 @@ func (l *Local) Report(ctx context.Context, a ReportArgs) (Report, error) {
 	ips := map[key]map[string]bool{}
 	var order []key
 	for _, r := range recs {
+		if r.Action == "upstream" && r.Outcome == "error" {
+			if row := rows[key{r.User, r.AppPasswordID}]; row != nil {
+				row.UpstreamFailures++
+			}
+			continue
+		}
 		if r.Action != "login" || r.Outcome != "allow" {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
@@ -38,13 +39,30 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Storage.Backend {
 	case "", "bolt":
-		return store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+		// The database directory is created on first start, like the
+		// database and its key (legate check reports one that cannot be).
+		if dir := filepath.Dir(cfg.Storage.Path); cfg.Storage.Path != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("store: database directory: %w", err)
+			}
+		}
+		// Never return the *Bolt of a failed open as a Store: a typed nil
+		// in a non-nil interface makes the caller's cleanup panic.
+		b, err := store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	case "etcd":
 		opts, err := etcdOptions(cfg, log)
 		if err != nil {
 			return nil, err
 		}
-		return store.OpenEtcd(ctx, opts)
+		e, err := store.OpenEtcd(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
 	}
 	return nil, fmt.Errorf("storage.backend %q is not supported", cfg.Storage.Backend)
 }
@@ -99,7 +117,11 @@ func PolicyOf(cfg *config.Config) *policy.Config {
 func BuildDirectory(cfg *config.Config) (directory.Directory, error) {
 	switch cfg.Directory.Type {
 	case "", "static":
-		return directory.NewStatic(cfg.StaticUsers())
+		s, err := directory.NewStatic(cfg.StaticUsers())
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "ldap":
 		return buildLDAPDirectory(cfg)
 	}

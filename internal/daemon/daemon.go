@@ -31,7 +31,7 @@ import (
 // Daemon is a running Legate.
 type Daemon struct {
 	log      *slog.Logger
-	cfg      atomic.Pointer[config.Config]
+	rt       atomic.Pointer[runtime] // what a reload changes, one value (runtime.go)
 	store    store.Store
 	auth     *auth.Service
 	registry *session.Registry
@@ -45,17 +45,23 @@ type Daemon struct {
 	// operations (http.go): metrics, listen.http, readiness state.
 	metrics  *metrics.Metrics
 	http     *httpServer
-	ups      atomic.Pointer[upstreams]
 	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload
+
+	// the session sweep (sweep.go)
+	kickSweep chan struct{}
+	stopSweep chan struct{}
+	sweepDone sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Check builds everything a configuration needs except the store and the
-// listeners: secrets files, certificates, CA files, the directory. It is what
+// listeners: secrets files, certificates, CA files, the directory; and checks
+// the storage without taking its lock (key file existence and mode, the
+// database directory, etcd secrets) and the portal's secret files. It is what
 // `legate check` runs after loading the file.
 func Check(_ context.Context, cfg *config.Config) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -71,14 +77,21 @@ func Check(_ context.Context, cfg *config.Config) error {
 	if _, err := buildUpstreams(cfg, log, nil); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkStorage(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkPortalSecrets(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
 // Start opens the store and starts every configured listener. On error,
 // whatever started is stopped again.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{log: log, registry: session.New()}
-	d.cfg.Store(cfg)
+	d = &Daemon{log: log, registry: session.New(),
+		kickSweep: make(chan struct{}, 1), stopSweep: make(chan struct{})}
+	d.rt.Store(&runtime{cfg: cfg})
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -105,15 +118,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if n, ok := d.store.(store.RevocationNotifier); ok {
 		n.OnRevoke(func(ids []string, _ string) { d.registry.KillAppPasswords(ids...) })
 	}
-	d.ups.Store(ups)                                      // operations: /readyz
+	d.rt.Store(&runtime{cfg: cfg, auth: auth.Runtime{Policy: PolicyOf(cfg), Directory: dir}, ups: ups})
 	d.metrics = d.newMetrics()                            // operations
 	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
 	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle = newThrottle(cfg)
 	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
 		Throttle: d.throttle, Logger: log, Observe: d.metrics.Observe}) // operations: Observe
+	d.registry.SetHooks(d.sessionHooks())
+	d.sweepDone.Add(1)
+	go d.sweeper()
 	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
-		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
+		MaxPerUser: func() int { return d.config().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
 			return d, err
@@ -154,35 +170,27 @@ func (d *Daemon) Addr(key string) net.Addr {
 
 // Reload applies a new configuration: policy, directory, limits, throttle,
 // TLS certificate and upstream settings take effect for new logins; sessions
-// now refused by policy are closed. Listener addresses are not changed by a
-// reload (restart for that).
+// now refused by policy are closed (the sweep runs at once). Everything is
+// built and checked first (buildRuntime) and then published as one value
+// (publish): a refused reload changes nothing. Listener addresses are not
+// changed by a reload (restart for that).
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dir, err := BuildDirectory(cfg)
+	var keys []string
+	for _, f := range d.fronts {
+		keys = append(keys, f.key)
+	}
+	rt, err := d.buildRuntime(cfg, keys)
 	if err != nil {
 		return err
 	}
-	ups, err := buildUpstreams(cfg, d.log, tokenObserver{d})
-	if err != nil {
-		return err
-	}
-	if d.cert != nil && cfg.TLS.Enabled() {
-		if err := d.cert.load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
-			return err
-		}
-	}
-	d.cfg.Store(cfg)
-	d.auth.SetPolicy(PolicyOf(cfg))
 	old := d.auth.Directory()
-	d.auth.SetDirectory(dir)
+	d.publish(rt)
 	closeDirectory(old)
-	d.limiter.SetLimits(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
-	d.throttle.SetLimits(throttleLimits(cfg))
-	d.reconfigureFrontEnds(cfg, ups)
-	d.ups.Store(ups) // operations: /readyz checks the new upstreams
 	d.reloadPortal(cfg)
 	d.log.Info("configuration reloaded", "config", cfg.File())
+	d.kickSweeper() // sessions the new configuration refuses are closed now
 	return nil
 }
 
@@ -202,15 +210,32 @@ func (d *Daemon) ReloadFile(path string) error {
 // rest, flush the store.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.draining.Store(true) // operations: /readyz answers 503 while draining
+	// Sessions still open when the grace ends are closed by the front-ends;
+	// log and audit them first (the front-ends see the end of grace only
+	// after that).
+	grace, endGrace := context.WithCancel(context.Background())
+	defer endGrace()
+	stop, logged := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(logged)
+		select {
+		case <-ctx.Done():
+			d.auditDrained()
+			endGrace()
+		case <-stop:
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, f := range d.fronts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.srv.Shutdown(ctx)
+			f.srv.Shutdown(grace)
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	<-logged
 	return d.Close()
 }
 
@@ -228,6 +253,10 @@ func (d *Daemon) close() error {
 	}
 	if d.admin != nil {
 		d.admin.Close()
+	}
+	if d.stopSweep != nil && d.auth != nil {
+		close(d.stopSweep)
+		d.sweepDone.Wait()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())
@@ -290,14 +319,14 @@ func Serve(ctx context.Context, o ServeOptions) error {
 				reload("SIGHUP")
 				continue
 			}
-			log.Info("draining", "signal", s.String(), "grace", d.cfg.Load().Limits.ShutdownGrace.Std())
+			log.Info("draining", "signal", s.String(), "grace", d.config().Limits.ShutdownGrace.Std())
 			return d.drain(log)
 		}
 	}
 }
 
 func (d *Daemon) drain(log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Load().Limits.ShutdownGrace.Std())
+	ctx, cancel := context.WithTimeout(context.Background(), d.config().Limits.ShutdownGrace.Std())
 	defer cancel()
 	err := d.Shutdown(ctx)
 	log.Info("stopped")

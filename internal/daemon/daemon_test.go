@@ -233,15 +233,15 @@ func TestServeReloadsOnFileChange(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "reload refused") || !strings.Contains(l, want) {
 		t.Errorf("logs of a refused reload lack %q:\n%s", want, l)
 	}
-	if d.cfg.Load().Throttle.Window.Std() != 10*time.Minute {
-		t.Errorf("throttle.window after refused reload: got %v, want the old 10m", d.cfg.Load().Throttle.Window.Std())
+	if d.config().Throttle.Window.Std() != 10*time.Minute {
+		t.Errorf("throttle.window after refused reload: got %v, want the old 10m", d.config().Throttle.Window.Std())
 	}
 
 	writeFile(t, path, good+"throttle:\n  window: 5m\n")
 	if !waitFor(10*time.Second, func() bool { return metric(t, d, `legate_config_reloads_total{result="ok"}`) == 1 }) {
 		t.Fatalf("good file: no reload counted; logs:\n%s", logs.String())
 	}
-	if got := d.cfg.Load().Throttle.Window.Std(); got != 5*time.Minute {
+	if got := d.config().Throttle.Window.Std(); got != 5*time.Minute {
 		t.Errorf("throttle.window after reload: got %v, want 5m", got)
 	}
 }

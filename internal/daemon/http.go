@@ -138,7 +138,7 @@ func (d *Daemon) notReady(ctx context.Context) []string {
 			fail("store", err)
 		}
 	})
-	if ups := d.ups.Load(); ups != nil {
+	if ups := d.rt.Load().ups; ups != nil {
 		for _, u := range []struct {
 			key string
 			cfg *upstream.Config

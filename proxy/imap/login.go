@@ -127,9 +127,15 @@ func (c *conn) login(tag, user, secret string) bool {
 		m.UpstreamError(policy.IMAP)
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
+	id, done := c.register(res) // before the dial: a revocation now closes it
 	start := time.Now()
 	ul, err := masterLogin(c.ctx, c.opts.Upstream, c.opts.Upstream.LoginName(res.User.Name, res.User.Addresses), c.setUpstream)
+	if err == nil && !c.confirm(id) { // re-decided now that the upstream is up
+		ul.conn.Close()
+		err = errors.New("session closed during the upstream login")
+	}
 	if err != nil {
+		done()
 		if c.killed.Load() {
 			return false
 		}
@@ -138,6 +144,6 @@ func (c *conn) login(tag, user, secret string) bool {
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
 	m.UpstreamConnect(policy.IMAP, time.Since(start))
-	c.session(tag, res, ul)
+	c.session(tag, res, ul, id, done)
 	return false
 }

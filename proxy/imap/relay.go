@@ -44,19 +44,37 @@ type relay struct {
 	nUp, nDown int64        // bytes relayed, each set by its direction
 }
 
-// session answers the client's login, registers the session and hands it
-// to two relay goroutines. The connection goroutine returns afterwards.
-func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin) {
+// register adds the session to the registry before the upstream is
+// dialled, so that a revocation during the upstream login closes it (the
+// kill cancels the dial).
+func (c *conn) register(res auth.Result) (id string, done func()) {
+	reg := c.opts.Sessions
+	if reg == nil {
+		return "", func() {}
+	}
 	var apID string
 	if res.AppPassword != nil {
 		apID = res.AppPassword.ID
 	}
-	r := &relay{c: c, user: res.User.Name, done: func() {}}
-	if reg := c.opts.Sessions; reg != nil {
-		r.id, r.done = reg.Register(session.Info{
-			User: r.user, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client,
-		}, func() { c.kill("Session revoked") })
+	return reg.Register(session.Info{
+		User: res.User.Name, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
+	}, func() { c.kill("Session revoked") })
+}
+
+// confirm re-decides the registered session once its upstream is up.
+func (c *conn) confirm(id string) bool {
+	reg := c.opts.Sessions
+	return reg == nil || reg.Confirm(c.ctx, id)
+}
+
+// session answers the client's login and hands the registered session to
+// two relay goroutines. The connection goroutine returns afterwards.
+func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin, id string, done func()) {
+	var apID string
+	if res.AppPassword != nil {
+		apID = res.AppPassword.ID
 	}
+	r := &relay{c: c, user: res.User.Name, id: id, done: done}
 
 	c.mu.Lock()
 	c.state = stateRelay

@@ -104,10 +104,18 @@ func (c *clientConn) startSession(res auth.Result) {
 	id := ""
 	var done func()
 	if reg := c.opts.Sessions; reg != nil {
-		id, done = reg.Register(sessionInfo(res.User.Name, apID, c.ip), func() {
+		info := sessionInfo(res.User.Name, apID, c.ip)
+		info.TLS = c.tls
+		id, done = reg.Register(info, func() {
 			c.log.Info("ldap session killed", "user", res.User.Name)
 			c.kill(resultUnavailable, "session revoked")
 		})
+		// LDAP dials no upstream per session: re-decide at once, closing
+		// the race between the decision and the registration.
+		if !reg.Confirm(c.ctx, id) {
+			done()
+			return
+		}
 	}
 	c.mu.Lock()
 	c.user, c.sessionID, c.sessionDone = res.User, id, done

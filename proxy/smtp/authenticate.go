@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 
 	"github.com/legate-proxy/legate/internal/auth"
@@ -84,8 +85,8 @@ func (c *conn) login(authzid, user, secret string) error {
 		User: user, Secret: secret, IP: c.ip, Protocol: policy.SMTP,
 		TLS: c.tls, Client: c.hello,
 	})
-	if r := outcomeReply(res.Decision); r != nil {
-		return r
+	if err := outcomeReply(res.Decision); err != nil {
+		return err
 	}
 	if res.User == nil {
 		c.log.Error("login service allowed without a user", "user", user)
@@ -95,21 +96,32 @@ func (c *conn) login(authzid, user, secret string) error {
 	if res.AppPassword != nil {
 		c.apID = res.AppPassword.ID
 	}
-	// Open the upstream now, so that an unreachable upstream is reported at
-	// AUTH (454 4.7.0) rather than after the client thinks it is in.
-	if err := c.connectUpstream(); err != nil {
-		c.user, c.apID = nil, ""
-		return replyUpstreamDown
-	}
+	// Register before the dial: a revocation during it closes the session.
 	if reg := c.opts.Sessions; reg != nil {
 		name := c.user.Name
 		c.regID, c.unreg = reg.Register(session.Info{
 			User: c.user.Name, AppPasswordID: c.apID, Protocol: policy.SMTP,
-			IP: c.ip, Client: c.hello,
+			IP: c.ip, Client: c.hello, TLS: c.tls,
 		}, func() {
 			c.log.Info("session killed", "user", name)
 			c.Kill("Session terminated")
 		})
+	}
+	// Open the upstream now, so that an unreachable upstream is reported at
+	// AUTH (454 4.7.0) rather than after the client thinks it is in; then
+	// re-decide the session, now that it is registered.
+	err := c.connectUpstream()
+	if reg := c.opts.Sessions; err == nil && reg != nil && !reg.Confirm(c.ctx, c.regID) {
+		c.closeUpstream(false)
+		err = errors.New("session refused as the upstream came up")
+	}
+	if err != nil {
+		if c.unreg != nil {
+			c.unreg()
+			c.unreg = nil
+		}
+		c.user, c.apID = nil, ""
+		return replyUpstreamDown
 	}
 	c.authenticated.Store(true)
 	c.ic.authenticated()
@@ -119,7 +131,7 @@ func (c *conn) login(authzid, user, secret string) error {
 
 // outcomeReply maps a login decision to the answer of SPEC §4; nil for
 // allow.
-func outcomeReply(d policy.Decision) *reply {
+func outcomeReply(d policy.Decision) error {
 	switch d.Outcome {
 	case policy.Allow:
 		return nil

@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/policy"
+)
+
+// snapshotConfig: in A, alice is enabled but blocked by policy; in B she is
+// disabled in the directory and not blocked. Either way she is refused; only
+// B's policy with A's directory would allow her.
+// (start: neither, to create her app password.)
+func snapshotConfig(dir string, variant string) string {
+	disabled, blocked := "false", "[]"
+	switch variant {
+	case "A":
+		blocked = "[alice]"
+	case "B":
+		disabled = "true"
+	}
+	return fmt.Sprintf(`listen:
+  http: 127.0.0.1:0
+storage:
+  path: %s/legate.db
+directory:
+  type: static
+  static:
+    users:
+      - name: alice
+        disabled: %s
+policy:
+  blocked_users: %s
+`, dir, disabled, blocked)
+}
+
+// TestReloadIsOneSnapshot (issue 14.5): logins racing reloads always see a
+// policy and a directory of the same configuration.
+func TestReloadIsOneSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "legate.yaml")
+	writeFile(t, path, snapshotConfig(dir, "start"))
+	d := startDaemon(t, path)
+	ctx := context.Background()
+	c, err := d.Control().CreateAppPassword(ctx, control.CreateArgs{User: "alice", Name: "laptop", Via: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs [2]*config.Config
+	for i := range cfgs {
+		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+		writeFile(t, p, snapshotConfig(dir, []string{"A", "B"}[i]))
+		if cfgs[i], err = config.Load(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Reload(cfgs[0]); err != nil { // leave the start configuration before the logins
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mixed, n atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := d.Auth().Explain(ctx, auth.Request{User: "alice", Secret: c.Secret,
+					IP: netip.MustParseAddr("203.0.113.5"), Protocol: policy.IMAP, TLS: true})
+				n.Add(1)
+				if r.Allowed() {
+					mixed.Add(1)
+				}
+			}
+		})
+	}
+	for i := range 1000 {
+		if err := d.Reload(cfgs[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if mixed.Load() > 0 {
+		t.Errorf("%d of %d logins saw one configuration's policy with the other's directory", mixed.Load(), n.Load())
+	}
+	t.Logf("%d logins during 1000 reloads", n.Load())
+}
+
+// TestRefusedReloadChangesNothing: a reload whose upstreams cannot serve the
+// running listeners is refused whole; the old policy stays.
+func TestRefusedReloadChangesNothing(t *testing.T) {
+	up := fakeUpstream(t, nil)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "master.secret"), masterSecret)
+	path := filepath.Join(dir, "legate.yaml")
+	withIMAP := strings.Replace(testConfig(dir, "  allow_plaintext_loopback: true\n",
+		"upstream:\n"+upstreamConfig(dir, "imap", up.Addr().String(), "none", "")),
+		"listen:\n", "listen:\n  imap: 127.0.0.1:0\n", 1)
+	writeFile(t, path, withIMAP)
+	d := startDaemon(t, path)
+	cfg := *d.config() // built in code: config validation would catch it in a file
+	cfg.Upstream.IMAP = config.UpstreamMail{}
+	cfg.Policy.BlockLegacyAuth = true
+	if err := d.Reload(&cfg); err == nil || !strings.Contains(err.Error(), "listen.imap: needs upstream.imap") {
+		t.Fatalf("reload without upstream.imap: got %v, want it refused naming listen.imap", err)
+	}
+	if d.Auth().Policy().BlockLegacyAuth || d.config().Policy.BlockLegacyAuth {
+		t.Error("a refused reload changed the policy")
+	}
+}
