@@ -19,6 +19,8 @@ import (
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
+	"github.com/legate-proxy/legate/store/etcd"
 )
 
 // NewLogger builds the daemon's logger from log.format and log.level.
@@ -37,22 +39,30 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Storage.Backend {
 	case "", "bolt":
-		return store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+		st, err := bolt.Open(ctx, bolt.Options{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+		if err != nil {
+			return nil, err // not a typed nil *bolt.Store in the interface
+		}
+		return st, nil
 	case "etcd":
 		opts, err := etcdOptions(cfg, log)
 		if err != nil {
 			return nil, err
 		}
-		return store.OpenEtcd(ctx, opts)
+		st, err := etcd.Open(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	}
 	return nil, fmt.Errorf("storage.backend %q is not supported", cfg.Storage.Backend)
 }
 
 // etcdOptions converts storage.etcd, reading the TLS material and password
 // files.
-func etcdOptions(cfg *config.Config, log *slog.Logger) (store.EtcdOptions, error) {
+func etcdOptions(cfg *config.Config, log *slog.Logger) (etcd.Options, error) {
 	e := cfg.Storage.Etcd
-	opts := store.EtcdOptions{
+	opts := etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username,
 		DialTimeout: e.DialTimeout.Std(), StaleGrace: e.StaleGrace.Std(),
 		KeyFile: cfg.Storage.KeyFile, Logger: log,

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -10,13 +10,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 // fillAudit writes n login records for users u0..u2 at one-minute steps.
-func fillAudit(t *testing.T, b *Bolt, n int, start time.Time) {
+func fillAudit(t *testing.T, b *Store, n int, start time.Time) {
 	t.Helper()
 	for i := range n {
-		b.Audit(AuditRecord{
+		b.Audit(store.AuditRecord{
 			Time: start.Add(time.Duration(i) * time.Minute), Action: "login", Via: "imap",
 			User: fmt.Sprintf("U%d", i%3), Protocol: "imap", IP: "192.0.2.1", Outcome: "allow",
 			Detail: fmt.Sprintf("n=%d", i),
@@ -67,12 +69,12 @@ func TestVerifyAudit(t *testing.T) {
 		{"rehashed edit", func(tx *bolt.Tx) error {
 			// Recompute the edited record's own hash: the next link breaks.
 			a := tx.Bucket(bucketAudit)
-			var r AuditRecord
+			var r store.AuditRecord
 			if err := jsonUnmarshal(a.Get(seqKey(3)), &r); err != nil {
 				return err
 			}
 			r.Outcome = "deny"
-			h, _ := auditHash(r)
+			h, _ := store.AuditHash(r)
 			r.Hash = h
 			v, _ := jsonMarshal(r)
 			return a.Put(seqKey(3), v)

@@ -1,17 +1,18 @@
-package store
+package bolt
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 func TestBackgroundFlush(t *testing.T) {
-	b := openTest(t, "", func(o *BoltOptions) { o.FlushInterval = 20 * time.Millisecond })
+	b := openTest(t, "", func(o *Options) { o.FlushInterval = 20 * time.Millisecond })
 	p, _ := mustCreate(t, b, "alice", "Laptop")
 	before := b.WriteTxs()
-	b.RecordUse(p.ID, LastUse{Protocol: "imap"})
+	b.RecordUse(p.ID, store.LastUse{Protocol: "imap"})
 	deadline := time.Now().Add(5 * time.Second)
 	for b.WriteTxs() == before {
 		if time.Now().After(deadline) {
@@ -40,8 +41,8 @@ func TestVerifyRecordUseNoWrites(t *testing.T) {
 		if err != nil || got.ID != p.ID {
 			t.Fatalf("Verify %d: got %v, %v", i, got.ID, err)
 		}
-		b.RecordUse(got.ID, LastUse{Time: time.Unix(int64(1e9+i), 0), Protocol: "imap"})
-		b.Audit(AuditRecord{Action: "login", User: "alice", Outcome: "allow", AppPasswordID: got.ID})
+		b.RecordUse(got.ID, store.LastUse{Time: time.Unix(int64(1e9+i), 0), Protocol: "imap"})
+		b.Audit(store.AuditRecord{Action: "login", User: "alice", Outcome: "allow", AppPasswordID: got.ID})
 	}
 	if got := b.WriteTxs() - txs; got != 0 {
 		t.Errorf("1000 Verify+RecordUse+Audit: got %d write transactions, want 0", got)
@@ -59,35 +60,8 @@ func TestVerifyRecordUseNoWrites(t *testing.T) {
 	if want := time.Unix(1e9+999, 0).UTC(); !list[0].LastUse.Time.Equal(want) {
 		t.Errorf("last use: got %v, want %v (the latest)", list[0].LastUse.Time, want)
 	}
-	recs, _ := b.AuditLog(ctx, AuditQuery{})
+	recs, _ := b.AuditLog(ctx, store.AuditQuery{})
 	if len(recs) != 1000 {
 		t.Errorf("audit: got %d records, want 1000", len(recs))
-	}
-}
-
-func TestAuditQueueBounded(t *testing.T) {
-	ctx := context.Background()
-	b := openTest(t, "", func(o *BoltOptions) { o.MaxPending = 10 })
-	// Holding flushMu keeps the (kicked) flusher from draining the queue, as
-	// a slow disk would.
-	b.flushMu.Lock()
-	for i := range 25 {
-		b.Audit(AuditRecord{Action: "login", User: "alice", Outcome: "allow", Detail: string(rune('a' + i))})
-	}
-	b.flushMu.Unlock()
-	recs, err := b.AuditLog(ctx, AuditQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var details []string
-	for _, r := range recs {
-		details = append(details, r.Detail)
-	}
-	want := "[p q r s t u v w x y 15 audit records dropped: queue of 10 full]"
-	if got := fmt.Sprint(details); got != want {
-		t.Errorf("audit log: got %s, want %s (oldest dropped, gap recorded)", got, want)
-	}
-	if res, err := b.VerifyAudit(ctx); err != nil || !res.OK {
-		t.Errorf("VerifyAudit: got %+v, %v; want OK", res, err)
 	}
 }
