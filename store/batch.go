@@ -299,16 +299,22 @@ func (b *Batcher) flusher() {
 	defer close(b.done)
 	t := time.NewTicker(b.interval)
 	defer t.Stop()
+	failed := false
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
 		case <-b.kick:
+			if failed {
+				continue // after a failure, retry on the interval, not on every record
+			}
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		if err := b.flush(ctx, false); err != nil && b.ctx.Err() == nil {
-			b.log.Error("store: flush failed; will retry", "err", err)
+		err := b.flush(ctx, false)
+		failed = err != nil
+		if err != nil && b.ctx.Err() == nil {
+			b.log.Error("store: flush failed; will retry", "err", err, "flush_failures", b.flushFailures.Load(), "audit_dropped", b.droppedTotal.Load())
 		}
 		if b.pruneDue() {
 			if err := b.Prune(ctx); err != nil && b.ctx.Err() == nil {

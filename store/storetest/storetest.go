@@ -51,6 +51,8 @@ func Run(t *testing.T, h Harness) {
 		{"VerifyAuditEmptyAndAppend", testVerifyAuditAppend},
 		{"AuditQueueOrder", testAuditOrder},
 		{"ExportImport", testExportImport},
+		{"AuditPrune", testAuditPrune},
+		{"AuditSeq", testAuditSeq},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
