@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -85,5 +86,31 @@ func TestCtEqualString(t *testing.T) {
 		if got := ctEqualString(tc.in, tc.ref); got != tc.want {
 			t.Errorf("ctEqualString(%q, %q): got %v, want %v", tc.in, tc.ref, got, tc.want)
 		}
+	}
+}
+
+// No JSON view of an app password carries its keyed hash (issue 17.8); the
+// stored encoding does, byte-compatible with the records written before.
+func TestAppPasswordJSONHasNoHash(t *testing.T) {
+	p := AppPassword{ID: "abcdefgh", User: "alice", Name: "Laptop", Created: time.Unix(1e9, 0).UTC(),
+		HashAlg: HashHMACSHA256, Hash: make([]byte, sha256.Size)}
+	v, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(v), "hash") {
+		t.Errorf("json.Marshal(AppPassword): got %s, want no hash", v)
+	}
+	stored, err := MarshalRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"abcdefgh","user":"alice","name":"Laptop","created":"2001-09-09T01:46:40Z","hash_alg":"hmac-sha256","hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`
+	if string(stored) != want {
+		t.Errorf("MarshalRecord: got %s, want %s", stored, want)
+	}
+	back, err := UnmarshalRecord("abcdefgh", stored)
+	if err != nil || back.HashAlg != HashHMACSHA256 || len(back.Hash) != sha256.Size || back.Name != "Laptop" {
+		t.Errorf("UnmarshalRecord: got %+v, %v", back, err)
 	}
 }

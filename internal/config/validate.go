@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 	v.portal()
 	v.limits()
 	v.log()
+	v.audit()
 	return v.errs.err()
 }
 
