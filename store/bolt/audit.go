@@ -52,10 +52,10 @@ func appendAudit(tx *bolt.Tx, recs []store.AuditRecord) error {
 // AuditLog returns matching audit records, oldest first. Pending records are
 // flushed first, so a decision made a moment ago is included.
 func (b *Store) AuditLog(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	if err := b.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -115,10 +115,10 @@ func (b *Store) AuditLog(ctx context.Context, q store.AuditQuery) ([]store.Audit
 // pruned, and reports the first broken record. Pending records are flushed
 // first.
 func (b *Store) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	if err := b.batch.Flush(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}

@@ -26,10 +26,10 @@ func (b *Store) AuditStats() store.BatchStats { return b.batch.Stats() }
 
 // Flush writes pending last uses and audit records now, in one transaction.
 func (b *Store) Flush(ctx context.Context) error {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return err
 	}
-	defer b.End()
+	defer b.lc.End()
 	return b.batch.Flush(ctx)
 }
 

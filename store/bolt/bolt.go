@@ -82,7 +82,7 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	store.Lifecycle
+	lc      store.Lifecycle // operations vs Close
 	batch   *store.Batcher
 	flushMu sync.Mutex // audit appends and pruning, one at a time (chain order)
 
@@ -178,7 +178,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Close flushes pending last uses and audit records, stops the flusher and
 // closes the database. Operations after Close return ErrClosed.
 func (b *Store) Close() error {
-	if !b.Shut() {
+	if !b.lc.Shut() {
 		return store.ErrClosed
 	}
 	ferr := b.batch.Close(context.Background())

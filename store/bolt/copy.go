@@ -22,10 +22,10 @@ func (b *Store) KeyID() string { return b.secrets.KeyID() }
 // ExportPasswords returns every app password as stored (after flushing),
 // sorted by user, then oldest first.
 func (b *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	if err := b.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -49,10 +49,10 @@ func (b *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error
 
 // ExportAudit returns the whole audit chain, oldest first, after flushing.
 func (b *Store) ExportAudit(ctx context.Context) ([]store.AuditRecord, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	if err := b.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -75,10 +75,10 @@ func (b *Store) ExportAudit(ctx context.Context) ([]store.AuditRecord, error) {
 
 // ImportPasswords stores records as they are; see Importer.
 func (b *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (int, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	written := 0
@@ -136,10 +136,10 @@ func (b *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (in
 // ImportAudit appends the part of a source chain this log lacks; see
 // Importer.
 func (b *Store) ImportAudit(ctx context.Context, recs []store.AuditRecord) (int, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	if err := b.batch.Flush(ctx); err != nil {
 		return 0, err
 	}

@@ -78,10 +78,10 @@ func userPasswords(tx *bolt.Tx, user string) ([]store.AppPassword, error) {
 // name checks and the writes happen in one transaction, which is fsynced
 // before Create returns: a returned secret survives a crash.
 func (b *Store) Create(ctx context.Context, req store.CreateRequest) (store.AppPassword, string, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return store.AppPassword{}, "", err
 	}
-	defer b.End()
+	defer b.lc.End()
 	user := store.NormalizeUser(req.User)
 	name := strings.TrimSpace(req.Name)
 	if user == "" {
@@ -157,10 +157,10 @@ func (b *Store) Create(ctx context.Context, req store.CreateRequest) (store.AppP
 // List returns user's app passwords, oldest first, with pending last uses
 // merged in.
 func (b *Store) List(ctx context.Context, user string) ([]store.AppPassword, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	var out []store.AppPassword
 	err := b.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -178,10 +178,10 @@ func (b *Store) List(ctx context.Context, user string) ([]store.AppPassword, err
 
 // Users returns every user with at least one app password, sorted.
 func (b *Store) Users(ctx context.Context) ([]string, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	var users []string
 	err := b.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketByUser).Cursor()
@@ -206,10 +206,10 @@ func (b *Store) Users(ctx context.Context) ([]string, error) {
 // Revoke deletes the selected app passwords of user together with their
 // index and byuser entries, in one transaction.
 func (b *Store) Revoke(ctx context.Context, user string, sel store.Selector) ([]store.AppPassword, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	user = store.NormalizeUser(user)
 	n := 0
 	for _, set := range []bool{sel.ID != "", sel.Name != "", sel.All} {

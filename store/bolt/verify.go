@@ -11,10 +11,10 @@ import (
 // alike, with the pending last use merged in. It returns store.ErrNotFound
 // for an unknown secret or another user's secret.
 func (b *Store) Verify(ctx context.Context, user, secret string) (store.AppPassword, error) {
-	if err := b.Begin(ctx); err != nil {
+	if err := b.lc.Begin(ctx); err != nil {
 		return store.AppPassword{}, err
 	}
-	defer b.End()
+	defer b.lc.End()
 	p, ok := b.secrets.Match(b.rep, user, secret)
 	p.LastUse = b.batch.MergeUse(p.ID, p.LastUse)
 	if !ok {

@@ -92,10 +92,10 @@ const auditPage = 1000
 // AuditLog returns matching audit records, oldest first, after flushing.
 // It reads newest first in pages, all at one revision.
 func (s *Store) AuditLog(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if err := s.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -202,10 +202,10 @@ func (s *Store) forEachAudit(ctx context.Context, start func(anchor store.AuditH
 // VerifyAudit walks the whole chain (after flushing), from the anchor if
 // records were pruned, and reports the first broken record, like store/bolt.
 func (s *Store) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if err := s.batch.Flush(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}

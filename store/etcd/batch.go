@@ -27,10 +27,10 @@ func (s *Store) AuditStats() store.BatchStats { return s.batch.Stats() }
 
 // Flush writes pending last uses and audit records now.
 func (s *Store) Flush(ctx context.Context) error {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return err
 	}
-	defer s.End()
+	defer s.lc.End()
 	return s.batch.Flush(ctx)
 }
 

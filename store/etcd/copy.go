@@ -14,10 +14,10 @@ import (
 // ExportPasswords returns every app password as stored (after flushing),
 // sorted by user, then oldest first.
 func (s *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if err := s.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -39,10 +39,10 @@ func (s *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error
 
 // ExportAudit returns the whole audit chain, oldest first, after flushing.
 func (s *Store) ExportAudit(ctx context.Context) ([]store.AuditRecord, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if err := s.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -67,10 +67,10 @@ const importChunk = 25
 
 // ImportPasswords stores records as they are; see Importer.
 func (s *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (int, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	byUser := make(map[string][]store.AppPassword)
 	for _, p := range ps {
 		if p.User == "" || p.ID == "" || strings.ContainsRune(p.User, 0) {
@@ -144,10 +144,10 @@ func (s *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (in
 // ImportAudit appends the part of a source chain this log lacks; see
 // Importer.
 func (s *Store) ImportAudit(ctx context.Context, recs []store.AuditRecord) (int, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if err := s.batch.Flush(ctx); err != nil {
 		return 0, err
 	}

@@ -44,7 +44,7 @@ type Store struct {
 	grace  time.Duration
 	probe  time.Duration
 
-	store.Lifecycle
+	lc      store.Lifecycle // operations vs Close
 	batch   *store.Batcher
 	flushMu sync.Mutex // this instance's audit appends and pruning, one at a time
 
@@ -199,7 +199,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Close flushes pending last uses and audit records, stops the goroutines
 // and closes the etcd client.
 func (s *Store) Close() error {
-	if !s.Shut() {
+	if !s.lc.Shut() {
 		return store.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -77,10 +77,10 @@ func (s *Store) countOp(user string, n int) clientv3.Op {
 // instances racing cannot exceed the limit. It returns once the write is
 // committed by a quorum and applied to this instance's replica.
 func (s *Store) Create(ctx context.Context, req store.CreateRequest) (store.AppPassword, string, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return store.AppPassword{}, "", err
 	}
-	defer s.End()
+	defer s.lc.End()
 	user, name, limit, err := checkCreate(req)
 	if err != nil {
 		return store.AppPassword{}, "", err
@@ -170,10 +170,10 @@ func checkCreate(req store.CreateRequest) (user, name string, limit int, err err
 // List returns user's app passwords, oldest first, read from etcd (not the
 // replica) with pending last uses merged in.
 func (s *Store) List(ctx context.Context, user string) ([]store.AppPassword, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	snap, err := s.snapshot(ctx, store.NormalizeUser(user))
 	if err != nil {
 		return nil, fmt.Errorf("store: list: %w", err)
@@ -186,10 +186,10 @@ func (s *Store) List(ctx context.Context, user string) ([]store.AppPassword, err
 
 // Users returns every user with at least one app password, sorted.
 func (s *Store) Users(ctx context.Context) ([]string, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	resp, err := s.cli.Get(ctx, s.usersPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("store: users: %w", err)
@@ -206,10 +206,10 @@ func (s *Store) Users(ctx context.Context) ([]string, error) {
 // instance's replica no longer has them; other instances drop them when
 // their watch delivers the deletes (and call their OnRevoke functions).
 func (s *Store) Revoke(ctx context.Context, user string, sel store.Selector) ([]store.AppPassword, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	user = store.NormalizeUser(user)
 	if err := checkSelector(sel); err != nil {
 		return nil, err
@@ -332,10 +332,10 @@ func selectRevoked(all []store.AppPassword, sel store.Selector) []store.AppPassw
 // StaleGrace it returns ErrUnavailable (not store.ErrNotFound), which the
 // login service answers with "unavailable".
 func (s *Store) Verify(ctx context.Context, user, secret string) (store.AppPassword, error) {
-	if err := s.Begin(ctx); err != nil {
+	if err := s.lc.Begin(ctx); err != nil {
 		return store.AppPassword{}, err
 	}
-	defer s.End()
+	defer s.lc.End()
 	if !s.feed.fresh() {
 		return store.AppPassword{}, ErrUnavailable
 	}
