@@ -136,8 +136,12 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tVIA\tUSER\tIP\tOUTCOME\tRULE\tAPP PASSWORD\tDETAIL")
 	for _, r := range recs {
+		detail := r.Detail
+		if r.Count > 1 { // aggregated throttled attempts
+			detail = strings.TrimSpace(fmt.Sprintf("%d attempts %s", r.Count, detail))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, r.Via,
-			r.User, r.IP, r.Outcome, r.Rule, r.AppPasswordID, r.Detail)
+			r.User, r.IP, r.Outcome, r.Rule, r.AppPasswordID, detail)
 	}
 	return tw.Flush()
 }

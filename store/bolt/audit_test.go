@@ -103,3 +103,46 @@ func TestVerifyAudit(t *testing.T) {
 		})
 	}
 }
+
+// The anchor left by pruning is part of what VerifyAudit checks: a changed
+// anchor, or the first kept record removed, breaks the chain.
+func TestPruneAnchorTampered(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		fn   func(tx *bolt.Tx) error
+		want string
+	}{
+		{"anchor changed", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaAuditAnchor, []byte(`{"seq":5,"hash":"AAAA"}`))
+		}, "anchor"},
+		{"first kept record removed", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAudit).Delete(seqKey(6))
+		}, "record 6 is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := openTest(t, dir)
+			fillAudit(t, b, 10, start)
+			if n, _, err := b.PruneAudit(ctx, start.Add(5*time.Minute)); err != nil || n != 5 {
+				t.Fatalf("PruneAudit: got %d, %v; want 5", n, err)
+			}
+			if res, err := b.VerifyAudit(ctx); err != nil || !res.OK || res.Pruned != 5 {
+				t.Fatalf("before tampering: got %+v, %v; want OK with 5 pruned", res, err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tamper(t, filepath.Join(dir, "legate.db"), tc.fn)
+			b = openTest(t, dir)
+			res, err := b.VerifyAudit(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK || !strings.Contains(res.Problem, tc.want) {
+				t.Errorf("got %+v, want broken naming %q", res, tc.want)
+			}
+		})
+	}
+}
