@@ -157,6 +157,8 @@ type Store interface {
 	// batched and flushed every few seconds and on Close.
 	RecordUse(id string, use LastUse)
 	// Audit appends records to the audit log (batched like RecordUse).
+	// It bounds what it keeps: long fields are cut with a marker,
+	// throttled attempts aggregated, the queue bounded (see Batcher).
 	Audit(rec AuditRecord)
 	// AuditLog returns matching audit records, oldest first.
 	AuditLog(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
