@@ -11,7 +11,7 @@ import (
 // Optional interfaces: a Store may implement them; callers check with a type
 // assertion on the unwrapped store.
 
-// RevocationNotifier is implemented by stores shared between instances (Etcd):
+// RevocationNotifier is implemented by stores shared between instances (store/etcd):
 // fn is called with the ids of app passwords revoked on any instance, so the
 // owner can close their live sessions.
 type RevocationNotifier interface {
@@ -27,8 +27,7 @@ type Exporter interface {
 	// (pending last uses flushed first).
 	ExportPasswords(ctx context.Context) ([]AppPassword, error)
 	// ExportAudit returns the audit chain after its pruned prefix, oldest
-	// first (pending
-	// records flushed first).
+	// first (pending records flushed first).
 	ExportAudit(ctx context.Context) ([]AuditRecord, error)
 }
 
@@ -43,8 +42,9 @@ type Importer interface {
 	ImportPasswords(ctx context.Context, ps []AppPassword) (int, error)
 	// ImportAudit appends the records of a source chain (oldest first, as
 	// ExportAudit returns them) that this log does not have yet, keeping
-	// their Seq, Prev and Hash. This log must be empty or a prefix of the
-	// source chain. It returns how many records it wrote.
+	// their Seq, Prev and Hash. This log must be empty (it then takes the
+	// source's anchor) or a prefix of the source chain. It returns how
+	// many records it wrote.
 	ImportAudit(ctx context.Context, recs []AuditRecord) (int, error)
 }
 

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of store.Store: every backend
-// (Bolt, Etcd) runs the same tests through Run, so they behave alike.
+// (store/bolt, store/etcd) runs the same tests through Run, so they behave alike.
 // Backend-specific tests (tampering with the bbolt file, etcd failures) stay
 // with their backend.
 package storetest
