@@ -483,3 +483,32 @@ func (b *Batcher) requeue(uses map[string]LastUse, recs []AuditRecord, dropped u
 	b.recs = append(recs, b.recs...)
 	b.trimLocked()
 }
+
+// Queue is the queueing part of Store served by a Batcher: RecordUse, Audit,
+// Flush (admitted by the backend's Lifecycle) and AuditStats. Backends
+// embed it.
+type Queue struct {
+	b  *Batcher
+	lc *Lifecycle
+}
+
+// NewQueue returns the Queue of a backend whose operations lc admits.
+func NewQueue(b *Batcher, lc *Lifecycle) Queue { return Queue{b: b, lc: lc} }
+
+// RecordUse notes a successful login; see Batcher.RecordUse.
+func (q Queue) RecordUse(id string, use LastUse) { q.b.RecordUse(id, use) }
+
+// Audit queues rec for the audit log; see Batcher.Audit.
+func (q Queue) Audit(rec AuditRecord) { q.b.Audit(rec) }
+
+// AuditStats counts the audit records the queue could not keep.
+func (q Queue) AuditStats() BatchStats { return q.b.Stats() }
+
+// Flush writes pending last uses and audit records now.
+func (q Queue) Flush(ctx context.Context) error {
+	if err := q.lc.Begin(ctx); err != nil {
+		return err
+	}
+	defer q.lc.End()
+	return q.b.Flush(ctx)
+}

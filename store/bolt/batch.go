@@ -15,24 +15,6 @@ import (
 // hands them to WriteBatch every FlushInterval: one read-write transaction,
 // one fsync.
 
-// RecordUse notes a successful login; see store.Batcher.RecordUse.
-func (b *Store) RecordUse(id string, use store.LastUse) { b.batch.RecordUse(id, use) }
-
-// Audit queues rec for the audit log; see store.Batcher.Audit.
-func (b *Store) Audit(rec store.AuditRecord) { b.batch.Audit(rec) }
-
-// AuditStats counts the audit records the queue could not keep.
-func (b *Store) AuditStats() store.BatchStats { return b.batch.Stats() }
-
-// Flush writes pending last uses and audit records now, in one transaction.
-func (b *Store) Flush(ctx context.Context) error {
-	if err := b.lc.Begin(ctx); err != nil {
-		return err
-	}
-	defer b.lc.End()
-	return b.batch.Flush(ctx)
-}
-
 // WriteBatch writes a batch in one Update (store.BatchWriter). Uses of
 // revoked ids and uses older than the stored one are skipped.
 func (b *Store) WriteBatch(_ context.Context, batch store.Batch) (bool, int, error) {

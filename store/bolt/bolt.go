@@ -82,9 +82,10 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	lc      store.Lifecycle // operations vs Close
-	batch   *store.Batcher
-	flushMu sync.Mutex // audit appends and pruning, one at a time (chain order)
+	lc          store.Lifecycle // operations vs Close
+	store.Queue                 // RecordUse, Audit, Flush, AuditStats
+	batch       *store.Batcher
+	flushMu     sync.Mutex // audit appends and pruning, one at a time (chain order)
 
 	writeTxs atomic.Uint64 // read-write transactions committed (tests, metrics)
 
@@ -172,6 +173,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
 		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: b.log, Now: b.now,
 	})
+	b.Queue = store.NewQueue(b.batch, &b.lc)
 	return b, nil
 }
 

@@ -16,24 +16,6 @@ import (
 // hands them to WriteBatch every FlushInterval: a few txns of at most
 // maxTxnOps operations each. No login costs an etcd write.
 
-// RecordUse notes a successful login; see store.Batcher.RecordUse.
-func (s *Store) RecordUse(id string, use store.LastUse) { s.batch.RecordUse(id, use) }
-
-// Audit queues rec for the audit log; see store.Batcher.Audit.
-func (s *Store) Audit(rec store.AuditRecord) { s.batch.Audit(rec) }
-
-// AuditStats counts the audit records the queue could not keep.
-func (s *Store) AuditStats() store.BatchStats { return s.batch.Stats() }
-
-// Flush writes pending last uses and audit records now.
-func (s *Store) Flush(ctx context.Context) error {
-	if err := s.lc.Begin(ctx); err != nil {
-		return err
-	}
-	defer s.lc.End()
-	return s.batch.Flush(ctx)
-}
-
 // WriteBatch writes the last uses, then appends the audit records
 // (store.BatchWriter). Last uses go in txns of nested txns, each conditional
 // on the record still being the same incarnation (CreateRevision), so a use

@@ -44,9 +44,10 @@ type Store struct {
 	grace  time.Duration
 	probe  time.Duration
 
-	lc      store.Lifecycle // operations vs Close
-	batch   *store.Batcher
-	flushMu sync.Mutex // this instance's audit appends and pruning, one at a time
+	lc          store.Lifecycle // operations vs Close
+	store.Queue                 // RecordUse, Audit, Flush, AuditStats
+	batch       *store.Batcher
+	flushMu     sync.Mutex // this instance's audit appends and pruning, one at a time
 
 	secrets *store.Secrets
 	rep     *store.Replica
@@ -193,6 +194,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
 		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: s.log, Now: s.now,
 	})
+	s.Queue = store.NewQueue(s.batch, &s.lc)
 	return s, nil
 }
 
