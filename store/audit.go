@@ -2,19 +2,16 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
-	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
+	"unicode/utf8"
 )
 
-// The audit log is a hash chain. Record n (n = 1, 2, …) is stored under the
-// 8-byte big-endian key n as JSON, with
+// The audit log is a hash chain. Record n (n = 1, 2, …) is stored as JSON
+// with
 //
 //	Seq  = n
 //	Prev = Hash of record n-1 (empty for record 1)
@@ -24,20 +21,30 @@ import (
 // store.go (fields in declaration order, Time in UTC as RFC 3339 with
 // nanoseconds, byte slices as standard base64, empty optional fields
 // omitted). The stored value is exactly json.Marshal of the record including
-// Hash. The meta bucket keeps the last Seq and Hash, so VerifyAudit also
-// notices records cut off the end.
+// Hash. Each backend also keeps the head (last Seq and Hash), so VerifyAudit
+// notices records cut off the end, and, once old records have been pruned
+// (audit.retain), the anchor: Seq and Hash of the last pruned record, which
+// the first kept record's Prev must match. Cutting the tail together with a
+// rewritten head is caught only against a head kept elsewhere: every flush
+// logs the new head, and `legate audit --verify --head SEQ:HASH` checks it.
 
-// sinceSkew is how far out of time order AuditLog expects records to be.
-const sinceSkew = 5 * time.Minute
-
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
+// AuditHead names one record of the chain: its Seq and Hash. The zero value
+// is the empty chain.
+type AuditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash []byte `json:"hash"`
 }
 
-// auditHash computes the chain hash of rec (its Hash field is ignored).
-func auditHash(rec AuditRecord) ([]byte, error) {
+// String is "SEQ HASH" with the hash in hex, as `legate audit --head` prints.
+func (h AuditHead) String() string { return fmt.Sprintf("%d %x", h.Seq, h.Hash) }
+
+// SinceSkew is how far out of time order AuditLog expects records to be:
+// Seq order is the order of Audit calls, and callers may stamp their own
+// times.
+const SinceSkew = 5 * time.Minute
+
+// AuditHash computes the chain hash of rec (its Hash field is ignored).
+func AuditHash(rec AuditRecord) ([]byte, error) {
 	rec.Hash = nil
 	enc, err := json.Marshal(rec)
 	if err != nil {
@@ -49,171 +56,131 @@ func auditHash(rec AuditRecord) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// appendAudit chains and stores recs, assigning Seq, Prev and Hash in place.
-func appendAudit(tx *bolt.Tx, recs []AuditRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	meta := tx.Bucket(bucketMeta)
-	audit := tx.Bucket(bucketAudit)
-	var seq uint64
-	if v := meta.Get(metaAuditSeq); len(v) == 8 {
-		seq = binary.BigEndian.Uint64(v)
-	}
-	prev := bytes.Clone(meta.Get(metaAuditHead))
+// Chain assigns Seq, Prev and Hash to recs in place, after head, and
+// returns their encodings and the new head.
+func Chain(recs []AuditRecord, head AuditHead) ([][]byte, AuditHead, error) {
+	vals := make([][]byte, len(recs))
+	seq, prev := head.Seq, head.Hash
 	for i := range recs {
 		seq++
 		r := &recs[i]
-		r.Seq = seq
-		r.Time = r.Time.UTC()
-		r.User = NormalizeUser(r.User)
-		r.Prev = prev
-		h, err := auditHash(*r)
+		r.Seq, r.Time, r.User, r.Prev = seq, r.Time.UTC(), NormalizeUser(r.User), prev
+		h, err := AuditHash(*r)
 		if err != nil {
-			return fmt.Errorf("audit record %d: %w", seq, err)
+			return nil, head, fmt.Errorf("audit record %d: %w", seq, err)
 		}
 		r.Hash = h
-		v, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("audit record %d: %w", seq, err)
-		}
-		if err := audit.Put(seqKey(seq), v); err != nil {
-			return err
+		if vals[i], err = json.Marshal(r); err != nil {
+			return nil, head, fmt.Errorf("audit record %d: %w", seq, err)
 		}
 		prev = h
 	}
-	if err := meta.Put(metaAuditSeq, seqKey(seq)); err != nil {
-		return err
-	}
-	return meta.Put(metaAuditHead, prev)
+	return vals, AuditHead{Seq: seq, Hash: prev}, nil
 }
 
-// AuditLog returns matching audit records, oldest first. Pending records are
-// flushed first, so a decision made a moment ago is included.
-func (b *Bolt) AuditLog(ctx context.Context, q AuditQuery) ([]AuditRecord, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	if err := b.flush(); err != nil {
-		return nil, err
-	}
-	user := NormalizeUser(q.User)
-	var out []AuditRecord
-	err = b.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAudit).Cursor()
-		// Newest first, so that Limit and Since can stop early.
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			if len(out)%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			var r AuditRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode audit record %x: %w", k, err)
-			}
-			if !q.Since.IsZero() && r.Time.Before(q.Since) {
-				// Seq order is the order of Audit calls; callers may stamp
-				// their own times, so allow some skew before stopping.
-				if r.Time.Before(q.Since.Add(-sinceSkew)) {
-					break
-				}
-				continue
-			}
-			if user != "" && r.User != user {
-				continue
-			}
-			out = append(out, r)
-			if q.Limit > 0 && len(out) >= q.Limit {
-				break
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: audit log: %w", err)
-	}
-	slices.Reverse(out)
-	return out, nil
+// ChainCheck verifies stored records one at a time, oldest first.
+type ChainCheck struct {
+	res    VerifyResult
+	prev   []byte
+	want   uint64
+	broken bool
 }
 
-// VerifyAudit walks the whole chain and reports the first broken record.
-// Pending records are flushed first.
-func (b *Bolt) VerifyAudit(ctx context.Context) (VerifyResult, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	defer release()
-	if err := b.flush(); err != nil {
-		return VerifyResult{}, err
-	}
-	var res VerifyResult
-	err = b.db.View(func(tx *bolt.Tx) error {
-		res = verifyChain(ctx, tx)
-		return ctx.Err()
-	})
-	if err != nil {
-		return VerifyResult{}, fmt.Errorf("store: verify audit: %w", err)
-	}
-	return res, nil
+// NewChainCheck starts a check after anchor (the zero AuditHead when nothing
+// was pruned).
+func NewChainCheck(anchor AuditHead) *ChainCheck {
+	return &ChainCheck{prev: anchor.Hash, want: anchor.Seq + 1, res: VerifyResult{Pruned: anchor.Seq}}
 }
 
-func verifyChain(ctx context.Context, tx *bolt.Tx) VerifyResult {
-	var res VerifyResult
-	broken := func(seq uint64, format string, args ...any) VerifyResult {
-		res.OK, res.BrokenAt, res.Problem = false, seq, fmt.Sprintf(format, args...)
-		return res
+// Fail marks the chain broken at seq and returns false.
+func (c *ChainCheck) Fail(seq uint64, format string, args ...any) bool {
+	c.res.OK, c.res.BrokenAt, c.res.Problem, c.broken = false, seq, fmt.Sprintf(format, args...), true
+	return false
+}
+
+// Want is the Seq the next record must have.
+func (c *ChainCheck) Want() uint64 { return c.want }
+
+// Next checks the record stored under seq; false means broken (stop).
+func (c *ChainCheck) Next(seq uint64, v []byte) bool {
+	if seq != c.want {
+		return c.Fail(c.want, "record %d is missing (next record is %d)", c.want, seq)
 	}
-	var prev []byte
-	var want uint64 = 1
-	c := tx.Bucket(bucketAudit).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if res.Records%1024 == 0 && ctx.Err() != nil {
-			return res
-		}
-		if len(k) != 8 {
-			return broken(want, "malformed key %x where record %d should be", k, want)
-		}
-		seq := binary.BigEndian.Uint64(k)
-		if seq != want {
-			return broken(want, "record %d is missing (next record is %d)", want, seq)
-		}
-		res.Records++
-		var r AuditRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return broken(seq, "record %d does not decode: %v", seq, err)
-		}
-		if r.Seq != seq {
-			return broken(seq, "record stored under %d says seq %d", seq, r.Seq)
-		}
-		if !bytes.Equal(r.Prev, prev) {
-			return broken(seq, "record %d prev hash %x does not match hash %x of record %d", seq, r.Prev, prev, seq-1)
-		}
-		h, err := auditHash(r)
-		if err != nil {
-			return broken(seq, "record %d does not encode: %v", seq, err)
-		}
-		if !bytes.Equal(h, r.Hash) {
-			return broken(seq, "record %d was modified: hash is %x, contents hash to %x", seq, r.Hash, h)
-		}
-		prev = r.Hash
-		want++
+	c.res.Records++
+	var r AuditRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return c.Fail(seq, "record %d does not decode: %v", seq, err)
 	}
-	last := want - 1
-	meta := tx.Bucket(bucketMeta)
-	var metaSeq uint64
-	if v := meta.Get(metaAuditSeq); len(v) == 8 {
-		metaSeq = binary.BigEndian.Uint64(v)
+	if r.Seq != seq {
+		return c.Fail(seq, "record stored under %d says seq %d", seq, r.Seq)
 	}
-	if metaSeq != last {
-		return broken(last+1, "log ends at record %d but %d were written: records were removed from the end", last, metaSeq)
+	if !bytes.Equal(r.Prev, c.prev) {
+		if seq == c.res.Pruned+1 && c.res.Pruned > 0 {
+			return c.Fail(seq, "record %d prev hash %x does not match the anchor %x left by pruning", seq, r.Prev, c.prev)
+		}
+		return c.Fail(seq, "record %d prev hash %x does not match hash %x of record %d", seq, r.Prev, c.prev, seq-1)
 	}
-	if !bytes.Equal(meta.Get(metaAuditHead), prev) {
-		return broken(last, "last record %d hash does not match the recorded head", last)
+	h, err := AuditHash(r)
+	if err != nil {
+		return c.Fail(seq, "record %d does not encode: %v", seq, err)
 	}
-	res.OK = true
-	return res
+	if !bytes.Equal(h, r.Hash) {
+		return c.Fail(seq, "record %d was modified: hash is %x, contents hash to %x", seq, r.Hash, h)
+	}
+	c.prev = r.Hash
+	c.want++
+	return true
+}
+
+// End compares the last record with the stored head and returns the result.
+func (c *ChainCheck) End(head AuditHead) VerifyResult {
+	if c.broken {
+		return c.res
+	}
+	last := c.want - 1
+	if head.Seq != last {
+		c.Fail(last+1, "log ends at record %d but %d were written: records were removed from the end", last, head.Seq)
+		return c.res
+	}
+	if !bytes.Equal(head.Hash, c.prev) {
+		c.Fail(last, "last record %d hash does not match the recorded head", last)
+		return c.res
+	}
+	c.res.OK = true
+	c.res.Head = AuditHead{Seq: last, Hash: bytes.Clone(c.prev)}
+	return c.res
+}
+
+// Bounds on what one audit record keeps of a field. Longer values (a login
+// name typed by anyone, a bind DN, a client name) are cut with
+// truncateField, so one record stays under a few KiB whatever the input.
+const (
+	MaxAuditField  = 256
+	MaxAuditDetail = 1024
+)
+
+// BoundRecord cuts every string field of rec to its bound.
+func BoundRecord(rec *AuditRecord) {
+	for _, f := range []*string{&rec.Action, &rec.Via, &rec.User, &rec.Protocol, &rec.IP,
+		&rec.Outcome, &rec.Rule, &rec.AppPasswordID, &rec.Client} {
+		*f = truncateField(*f, MaxAuditField)
+	}
+	rec.Detail = truncateField(rec.Detail, MaxAuditDetail)
+}
+
+// truncateField returns s if it fits in max bytes, otherwise a prefix cut at
+// a UTF-8 boundary followed by a marker naming the full length and the
+// first 64 bits of its SHA-256 (so two long names stay distinguishable),
+// max bytes in all: "prefix…[8192 bytes sha256:0123456789abcdef]".
+func truncateField(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	marker := fmt.Sprintf("…[%d bytes sha256:%s]", len(s), hex.EncodeToString(sum[:8]))
+	n := max - len(marker)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + marker
 }

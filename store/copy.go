@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // CopyStats is what Copy did and found.
@@ -83,4 +85,18 @@ func Copy(ctx context.Context, from, to Store) (CopyStats, error) {
 		return st, fmt.Errorf("store: copy: verify: target audit chain broken at %d: %s", res.BrokenAt, res.Problem)
 	}
 	return st, nil
+}
+
+// SortExport sorts app passwords as ExportPasswords returns them: by user,
+// then oldest first.
+func SortExport(ps []AppPassword) {
+	slices.SortFunc(ps, func(a, b AppPassword) int {
+		if c := strings.Compare(a.User, b.User); c != 0 {
+			return c
+		}
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }

@@ -6,35 +6,38 @@ import (
 	"sync/atomic"
 )
 
-// lifecycle keeps a store from being closed under a running operation:
-// operations hold mu for reading (begin), Close takes it for writing (shut).
-// Both backends embed it.
-type lifecycle struct {
+// Lifecycle keeps a store from being closed under a running operation:
+// operations hold it for reading between Begin and End, Shut takes it for
+// writing. Both backends embed it; its zero value is open.
+type Lifecycle struct {
 	mu     sync.RWMutex
 	closed atomic.Bool
-	// endOp is mu.RUnlock, bound once so begin does not allocate.
-	endOp func()
 }
 
-func (l *lifecycle) init() { l.endOp = l.mu.RUnlock }
-
-// begin is called first by every operation that touches the backend. It
-// returns a release func to defer, or ErrClosed / the context's error.
-func (l *lifecycle) begin(ctx context.Context) (func(), error) {
+// Begin is called first by every operation that touches the backend. On nil
+// the caller must call End when done; otherwise it returns ErrClosed or the
+// context's error.
+func (l *Lifecycle) Begin(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	l.mu.RLock()
 	if l.closed.Load() {
 		l.mu.RUnlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	return l.endOp, nil
+	return nil
 }
 
-// shut marks the store closed once running operations have ended. It
+// End ends an operation that Begin admitted.
+func (l *Lifecycle) End() { l.mu.RUnlock() }
+
+// Closed reports whether Shut has run.
+func (l *Lifecycle) Closed() bool { return l.closed.Load() }
+
+// Shut marks the store closed once running operations have ended. It
 // reports false if it was closed already.
-func (l *lifecycle) shut() bool {
+func (l *Lifecycle) Shut() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {

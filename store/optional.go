@@ -11,7 +11,7 @@ import (
 // Optional interfaces: a Store may implement them; callers check with a type
 // assertion on the unwrapped store.
 
-// RevocationNotifier is implemented by stores shared between instances (Etcd):
+// RevocationNotifier is implemented by stores shared between instances (store/etcd):
 // fn is called with the ids of app passwords revoked on any instance, so the
 // owner can close their live sessions.
 type RevocationNotifier interface {
@@ -26,8 +26,8 @@ type Exporter interface {
 	// ExportPasswords returns every app password with its hash and last use
 	// (pending last uses flushed first).
 	ExportPasswords(ctx context.Context) ([]AppPassword, error)
-	// ExportAudit returns the whole audit chain, oldest first (pending
-	// records flushed first).
+	// ExportAudit returns the audit chain after its pruned prefix, oldest
+	// first (pending records flushed first).
 	ExportAudit(ctx context.Context) ([]AuditRecord, error)
 }
 
@@ -42,8 +42,9 @@ type Importer interface {
 	ImportPasswords(ctx context.Context, ps []AppPassword) (int, error)
 	// ImportAudit appends the records of a source chain (oldest first, as
 	// ExportAudit returns them) that this log does not have yet, keeping
-	// their Seq, Prev and Hash. This log must be empty or a prefix of the
-	// source chain. It returns how many records it wrote.
+	// their Seq, Prev and Hash. This log must be empty (it then takes the
+	// source's anchor) or a prefix of the source chain. It returns how
+	// many records it wrote.
 	ImportAudit(ctx context.Context, recs []AuditRecord) (int, error)
 }
 
@@ -54,22 +55,53 @@ func keyID(key []byte) string {
 	return hex.EncodeToString(m.Sum(nil)[:8])
 }
 
-// auditTail checks that a log whose last record is (seq, head) is a prefix
-// of the source chain recs and returns the records to append.
-func auditTail(recs []AuditRecord, seq uint64, head []byte) ([]AuditRecord, error) {
-	if seq > uint64(len(recs)) {
-		return nil, errorf(ErrAuditDiverges, "store: import audit: the target has %d records, the source only %d", seq, len(recs))
+// AuditTail checks that a log whose last record is head is a prefix of the
+// source chain recs (oldest first, as ExportAudit returns them: after the
+// source's pruned prefix, if any) and returns the records to append. When
+// the log is empty and the source was pruned, anchor is the source's anchor,
+// which the log must record before appending; otherwise it is zero.
+func AuditTail(recs []AuditRecord, head AuditHead) (tail []AuditRecord, anchor AuditHead, err error) {
+	if len(recs) == 0 {
+		if head.Seq > 0 {
+			return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: the target has %d records, the source none", head.Seq)
+		}
+		return nil, AuditHead{}, nil
 	}
-	if seq > 0 && !hmac.Equal(recs[seq-1].Hash, head) {
-		return nil, errorf(ErrAuditDiverges, "store: import audit: target record %d differs from the source's", seq)
+	first := recs[0].Seq
+	last := first + uint64(len(recs)) - 1
+	switch {
+	case first == 0:
+		return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: source record without a seq")
+	case head.Seq == 0:
+		tail = recs
+		if first > 1 {
+			anchor = AuditHead{Seq: first - 1, Hash: recs[0].Prev}
+		}
+	case head.Seq < first-1:
+		return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: the target ends at record %d, before the source's first record %d", head.Seq, first)
+	case head.Seq == first-1:
+		if !hmac.Equal(recs[0].Prev, head.Hash) {
+			return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: target record %d differs from the source's", head.Seq)
+		}
+		tail = recs
+	case head.Seq > last:
+		return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: the target has %d records, the source only %d", head.Seq, last)
+	default:
+		if !hmac.Equal(recs[head.Seq-first].Hash, head.Hash) {
+			return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: target record %d differs from the source's", head.Seq)
+		}
+		tail = recs[head.Seq-first+1:]
 	}
-	tail := recs[seq:]
+	next := head.Seq + 1
+	if head.Seq == 0 {
+		next = first
+	}
 	for i, r := range tail {
-		if r.Seq != seq+uint64(i)+1 {
-			return nil, errorf(ErrAuditDiverges, "store: import audit: source record %d has seq %d", seq+uint64(i)+1, r.Seq)
+		if r.Seq != next+uint64(i) {
+			return nil, AuditHead{}, Errorf(ErrAuditDiverges, "store: import audit: source record %d has seq %d", next+uint64(i), r.Seq)
 		}
 	}
-	return tail, nil
+	return tail, anchor, nil
 }
 
 // ErrAuditDiverges: ImportAudit's target log is not a prefix of the source.

@@ -1,27 +1,20 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// replica is the in-memory read copy of the passwords bucket that Verify
-// uses, so a login costs no bbolt transaction and no JSON decoding. The
-// bbolt buckets stay the durable source of truth: the replica is rebuilt from
-// them by OpenBolt (loadReplica) and changed only after a write transaction
-// that changes them has committed:
-//
-//   - Create and Revoke apply their change while holding Bolt.wmu across the
-//     bbolt Update, so the replica sees writes in commit order (a Revoke
-//     {All} cannot overtake the Create whose record it deletes).
-//   - flush replaces the LastUse of records that are still present.
+// Replica is the in-memory read copy of the stored app passwords that Verify
+// uses, so a login costs no database read and no JSON decoding. The backend
+// stays the durable source of truth: the replica is rebuilt from it on open
+// and changed only after a write that changes it has committed, in commit
+// order (store/bolt holds its write lock across the transaction and the
+// replica update; store/etcd applies its watch in revision order). A flush
+// replaces the LastUse of records that are still present.
 //
 // Records in the map are immutable: a change swaps in a new *AppPassword,
 // and readers copy (record.clone) before handing a record out, so neither the
@@ -32,34 +25,35 @@ import (
 // plus hash, 320-byte size class), one string holding ID, user and name, and
 // the map slot. 50,000 app passwords cost about 22 MB; scope and networks
 // add their slices.
-type replica struct {
+type Replica struct {
 	mu     sync.RWMutex
 	byHash map[[sha256.Size]byte]*AppPassword
 }
 
-func newReplica() *replica {
-	return &replica{byHash: make(map[[sha256.Size]byte]*AppPassword)}
+// NewReplica returns an empty replica.
+func NewReplica() *Replica {
+	return &Replica{byHash: make(map[[sha256.Size]byte]*AppPassword)}
 }
 
-// get returns the record whose hash is h, or nil. The record must not be
+// Get returns the record whose hash is h, or nil. The record must not be
 // modified.
-func (r *replica) get(h [sha256.Size]byte) *AppPassword {
+func (r *Replica) Get(h [sha256.Size]byte) *AppPassword {
 	r.mu.RLock()
 	p := r.byHash[h]
 	r.mu.RUnlock()
 	return p
 }
 
-// put stores a private copy of p, which must have a valid hash.
-func (r *replica) put(p AppPassword) {
+// Put stores a private copy of p, which must have a valid hash.
+func (r *Replica) Put(p AppPassword) {
 	c := compact(p)
 	r.mu.Lock()
 	r.byHash[[sha256.Size]byte(c.Hash)] = c
 	r.mu.Unlock()
 }
 
-// remove deletes the record with this hash if it is still the one with id.
-func (r *replica) remove(hash []byte, id string) {
+// Remove deletes the record with this hash if it is still the one with id.
+func (r *Replica) Remove(hash []byte, id string) {
 	if len(hash) != sha256.Size {
 		return
 	}
@@ -71,9 +65,9 @@ func (r *replica) remove(hash []byte, id string) {
 	r.mu.Unlock()
 }
 
-// setLastUse records a flushed last use on the record with this hash, if it
+// SetLastUse records a flushed last use on the record with this hash, if it
 // is still present (not revoked meanwhile) and the use is newer.
-func (r *replica) setLastUse(hash []byte, id string, use LastUse) {
+func (r *Replica) SetLastUse(hash []byte, id string, use LastUse) {
 	if len(hash) != sha256.Size {
 		return
 	}
@@ -87,7 +81,8 @@ func (r *replica) setLastUse(hash []byte, id string, use LastUse) {
 	r.byHash[k] = withLastUse(p, use) // the old record may still be read
 }
 
-func (r *replica) len() int {
+// Len is the number of records.
+func (r *Replica) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.byHash)
@@ -127,8 +122,8 @@ func withLastUse(p *AppPassword, use LastUse) *AppPassword {
 	return &s.p
 }
 
-// clone is what leaves the replica: a copy whose slices the caller owns.
-func (p *AppPassword) clone() AppPassword {
+// Clone is what leaves the replica: a copy whose slices the caller owns.
+func (p *AppPassword) Clone() AppPassword {
 	c := *p
 	c.Scope = slices.Clone(p.Scope)
 	c.Networks = slices.Clone(p.Networks)
@@ -143,42 +138,55 @@ func cloneOrNil[S ~[]E, E any](s S) S {
 	return slices.Clone(s)
 }
 
-// decodeRecord decodes one passwords-bucket value for the replica. ok is
-// false for a record Verify could never match (another hash algorithm or a
-// hash of the wrong size).
-func decodeRecord(id, v []byte) (p AppPassword, ok bool, err error) {
-	if err := json.Unmarshal(v, &p); err != nil {
-		return AppPassword{}, false, fmt.Errorf("store: decode app password %s: %w", id, err)
+// Replace swaps the whole content for ps (each with a valid hash).
+func (r *Replica) Replace(ps []AppPassword) {
+	m := make(map[[sha256.Size]byte]*AppPassword, len(ps))
+	for _, p := range ps {
+		c := compact(p)
+		m[[sha256.Size]byte(c.Hash)] = c
 	}
-	return p, p.HashAlg == HashHMACSHA256 && len(p.Hash) == sha256.Size, nil
+	r.mu.Lock()
+	r.byHash = m
+	r.mu.Unlock()
 }
 
-// loadReplica builds the replica in one pass over the passwords bucket. A
-// record is loaded only if the index maps its hash to its id, which is what
-// the index lookup of Verify required before there was a replica.
-func loadReplica(db *bolt.DB, log *slog.Logger) (*replica, error) {
-	r := newReplica()
-	err := db.View(func(tx *bolt.Tx) error {
-		index := tx.Bucket(bucketIndex)
-		return tx.Bucket(bucketPasswords).ForEach(func(id, v []byte) error {
-			p, ok, err := decodeRecord(id, v)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				log.Warn("store: app password with an unknown hash cannot be used; revoke it", "id", string(id), "user", p.User, "hash_alg", p.HashAlg)
-				return nil
-			}
-			if !bytes.Equal(index.Get(p.Hash), id) {
-				log.Warn("store: app password missing from the hash index cannot be used; revoke it", "id", string(id), "user", p.User)
-				return nil
-			}
-			r.byHash[[sha256.Size]byte(p.Hash)] = compact(p)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: load app passwords: %w", err)
+// Each calls fn for every record (not to be modified) under the read lock.
+func (r *Replica) Each(fn func(p *AppPassword)) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, p := range r.byHash {
+		fn(p)
 	}
-	return r, nil
+}
+
+// Usable reports whether Verify could ever match p: the hash algorithm is
+// HMAC-SHA-256 and the hash has its size.
+func Usable(p AppPassword) bool {
+	return p.HashAlg == HashHMACSHA256 && len(p.Hash) == sha256.Size
+}
+
+// storedPassword is the stored encoding of an AppPassword: its JSON fields
+// plus the keyed hash, which AppPassword's own JSON leaves out so that no
+// view of an app password (CLI, admin socket, portal) can carry it.
+type storedPassword struct {
+	AppPassword
+	HashAlg string `json:"hash_alg"`
+	Hash    []byte `json:"hash"`
+}
+
+// MarshalRecord is the stored encoding of p, hash included.
+func MarshalRecord(p AppPassword) ([]byte, error) {
+	return json.Marshal(storedPassword{AppPassword: p, HashAlg: p.HashAlg, Hash: p.Hash})
+}
+
+// UnmarshalRecord decodes what MarshalRecord made; id names the record in
+// the error.
+func UnmarshalRecord(id string, v []byte) (AppPassword, error) {
+	var sp storedPassword
+	if err := json.Unmarshal(v, &sp); err != nil {
+		return AppPassword{}, fmt.Errorf("store: decode app password %s: %w", id, err)
+	}
+	p := sp.AppPassword
+	p.HashAlg, p.Hash = sp.HashAlg, sp.Hash
+	return p, nil
 }

@@ -1,282 +1,26 @@
 package store
 
 import (
-	"context"
+	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"net/netip"
-	"path/filepath"
 	"runtime"
-	"sync"
+	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// Reopening rebuilds the replica from the database, including flushed last
-// uses and without revoked passwords.
-func TestReplicaRebuiltOnReopen(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	b := openTest(t, dir)
-	type cred struct {
-		p      AppPassword
-		secret string
-	}
-	var creds []cred
-	for i := range 6 {
-		p, s := mustCreate(t, b, fmt.Sprintf("user%d", i%2), fmt.Sprintf("dev%d", i))
-		creds = append(creds, cred{p, s})
-	}
-	if _, err := b.Revoke(ctx, "user0", Selector{ID: creds[0].p.ID}); err != nil {
-		t.Fatal(err)
-	}
-	use := LastUse{Time: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC), Protocol: "smtp", IP: netip.MustParseAddr("192.0.2.7")}
-	b.RecordUse(creds[1].p.ID, use)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	b = openTest(t, dir)
-	if got, want := b.ReplicaLen(), 5; got != want {
-		t.Errorf("replica after reopen: got %d records, want %d", got, want)
-	}
-	for i, c := range creds {
-		got, err := b.Verify(ctx, c.p.User, c.secret)
-		switch {
-		case i == 0 && !errors.Is(err, ErrNotFound):
-			t.Errorf("revoked %s after reopen: got %v, want ErrNotFound", c.p.ID, err)
-		case i > 0 && (err != nil || got.ID != c.p.ID):
-			t.Errorf("%s after reopen: got %q, %v", c.p.ID, got.ID, err)
-		}
-		if i == 1 && got.LastUse != use {
-			t.Errorf("last use after reopen: got %+v, want %+v", got.LastUse, use)
-		}
-	}
-	if err := b.CheckReplica(); err != nil {
-		t.Error(err)
-	}
-}
-
-// A flushed last use reaches the replica, so Verify still reports it once
-// it is no longer pending.
-func TestFlushUpdatesReplica(t *testing.T) {
-	ctx := context.Background()
-	b := openTest(t, "")
-	p, secret := mustCreate(t, b, "alice", "Laptop")
-	use := LastUse{Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Protocol: "imap", Client: "mutt"}
-	b.RecordUse(p.ID, use)
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b.pmu.Lock()
-	pending := len(b.pendingUse)
-	b.pmu.Unlock()
-	if pending != 0 {
-		t.Fatalf("pending uses after Flush: got %d, want 0", pending)
-	}
-	got, err := b.Verify(ctx, "alice", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.LastUse != use {
-		t.Errorf("Verify after Flush: got last use %+v, want %+v", got.LastUse, use)
-	}
-	// An older use flushed later does not go back in time.
-	b.RecordUse(p.ID, LastUse{Time: use.Time.Add(-time.Hour), Protocol: "smtp"})
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := b.Verify(ctx, "alice", secret); got.LastUse != use {
-		t.Errorf("after flushing an older use: got %+v, want %+v", got.LastUse, use)
-	}
-}
-
-// Records Verify could never match before the replica existed (hash missing
-// from the index, unknown algorithm) are not loaded into it either.
-func TestReplicaSkipsUnusableRecords(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	b := openTest(t, dir)
-	noIndex, s1 := mustCreate(t, b, "alice", "NoIndex")
-	otherAlg, s2 := mustCreate(t, b, "alice", "OtherAlg")
-	good, s3 := mustCreate(t, b, "alice", "Good")
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tamper(t, filepath.Join(dir, "legate.db"), func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketIndex).Delete(noIndex.Hash); err != nil {
-			return err
-		}
-		p := otherAlg
-		p.HashAlg = "argon2id"
-		v, err := jsonMarshal(p)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketPasswords).Put([]byte(p.ID), v)
-	})
-	b = openTest(t, dir)
-	for _, tc := range []struct {
-		name, secret string
-		wantErr      error
-	}{
-		{"missing from index", s1, ErrNotFound},
-		{"other algorithm", s2, ErrNotFound},
-		{"good", s3, nil},
-	} {
-		got, err := b.Verify(ctx, "alice", tc.secret)
-		if !errors.Is(err, tc.wantErr) {
-			t.Errorf("%s: got %v, want %v", tc.name, err, tc.wantErr)
-		}
-		if tc.wantErr == nil && got.ID != good.ID {
-			t.Errorf("%s: got id %s, want %s", tc.name, got.ID, good.ID)
-		}
-	}
-	if got := b.ReplicaLen(); got != 1 {
-		t.Errorf("replica: got %d records, want 1", got)
-	}
-}
-
-// Verify, Create, Revoke, RecordUse and Flush all at once (run with -race).
-// Stable passwords must always verify; a revoked one must fail as soon as
-// Revoke has returned; at the end the replica must match the database.
-func TestReplicaConcurrent(t *testing.T) {
-	ctx := context.Background()
-	b := openTest(t, "", func(o *BoltOptions) { o.FlushInterval = 5 * time.Millisecond })
-	type cred struct{ user, secret, id string }
-	var stable []cred
-	for i := range 4 {
-		p, s := mustCreate(t, b, fmt.Sprintf("stable%d", i), "Laptop")
-		stable = append(stable, cred{p.User, s, p.ID})
-	}
-	var (
-		readers  sync.WaitGroup
-		writers  sync.WaitGroup
-		stop     = make(chan struct{})
-		mu       sync.Mutex
-		problems []string
-	)
-	fail := func(format string, args ...any) {
-		mu.Lock()
-		problems = append(problems, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
-	for r := range 3 {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c := stable[(i+r)%len(stable)]
-				p, err := b.Verify(ctx, c.user, c.secret)
-				if err != nil || p.ID != c.id {
-					fail("reader %d: Verify(%s): got %q, %v", r, c.user, p.ID, err)
-					return
-				}
-				b.RecordUse(p.ID, LastUse{Protocol: "imap"})
-				p.Scope = append(p.Scope, "mine") // the copy is ours
-			}
-		}()
-	}
-	const nWriters, rounds = 2, 15
-	for w := range nWriters {
-		writers.Add(1)
-		go func() {
-			defer writers.Done()
-			user := fmt.Sprintf("churn%d", w)
-			for i := range rounds {
-				p, s, err := b.Create(ctx, CreateRequest{User: user, Name: fmt.Sprintf("d%d", i)})
-				if err != nil {
-					fail("writer %d: Create: %v", w, err)
-					return
-				}
-				if got, err := b.Verify(ctx, user, s); err != nil || got.ID != p.ID {
-					fail("writer %d: Verify after Create: got %q, %v", w, got.ID, err)
-				}
-				sel := Selector{ID: p.ID}
-				if i%3 == 0 {
-					sel = Selector{All: true}
-				}
-				if _, err := b.Revoke(ctx, user, sel); err != nil {
-					fail("writer %d: Revoke: %v", w, err)
-					return
-				}
-				if _, err := b.Verify(ctx, user, s); !errors.Is(err, ErrNotFound) {
-					fail("writer %d: Verify after Revoke: got %v, want ErrNotFound", w, err)
-				}
-				if i%4 == 0 {
-					if err := b.Flush(ctx); err != nil {
-						fail("writer %d: Flush: %v", w, err)
-					}
-				}
-			}
-		}()
-	}
-	// Revoke {All} racing Creates of the same user: whatever interleaving,
-	// nothing revoked may stay in the replica.
-	writers.Add(2)
-	var raced []cred
-	var racedMu sync.Mutex
-	go func() {
-		defer writers.Done()
-		for i := range rounds {
-			p, s, err := b.Create(ctx, CreateRequest{User: "raced", Name: fmt.Sprintf("r%d", i)})
-			if err != nil {
-				fail("raced Create: %v", err)
-				return
-			}
-			racedMu.Lock()
-			raced = append(raced, cred{p.User, s, p.ID})
-			racedMu.Unlock()
-		}
-	}()
-	go func() {
-		defer writers.Done()
-		for range rounds {
-			if _, err := b.Revoke(ctx, "raced", Selector{All: true}); err != nil {
-				fail("raced Revoke: %v", err)
-			}
-		}
-	}()
-	writers.Wait()
-	close(stop)
-	readers.Wait()
-	if len(problems) > 0 {
-		t.Fatalf("%d problems, first: %s", len(problems), problems[0])
-	}
-	if _, err := b.Revoke(ctx, "raced", Selector{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range raced {
-		if _, err := b.Verify(ctx, c.user, c.secret); !errors.Is(err, ErrNotFound) {
-			t.Errorf("revoked %s still verifies: %v", c.id, err)
-		}
-	}
-	if err := b.CheckReplica(); err != nil {
-		t.Error(err)
-	}
-	if err := b.CheckIndex(); err != nil {
-		t.Error(err)
-	}
-}
-
 // TestReplicaMemoryPerPassword measures what the replica costs per app
-// password, loaded the way OpenBolt loads it (JSON decode, then compact).
+// password, loaded the way Open loads it (JSON decode, then compact).
 func TestReplicaMemoryPerPassword(t *testing.T) {
 	const n = 50_000
 	vals := make([][]byte, n)
 	now := time.Now().UTC()
 	for i := range vals {
 		h := sha256.Sum256(fmt.Appendf(nil, "%d", i))
-		v, err := jsonMarshal(AppPassword{
-			ID: newID(), User: fmt.Sprintf("user%05d@example.org", i/5), Name: fmt.Sprintf("device %d", i%5),
+		v, err := MarshalRecord(AppPassword{
+			ID: NewID(), User: fmt.Sprintf("user%05d@example.org", i/5), Name: fmt.Sprintf("device %d", i%5),
 			Created: now, HashAlg: HashHMACSHA256, Hash: h[:],
 		})
 		if err != nil {
@@ -287,11 +31,11 @@ func TestReplicaMemoryPerPassword(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	r := newReplica()
+	r := NewReplica()
 	for i, v := range vals {
-		p, ok, err := decodeRecord(fmt.Append(nil, i), v)
-		if err != nil || !ok {
-			t.Fatalf("decode %d: %v, %v", i, ok, err)
+		p, err := UnmarshalRecord(fmt.Sprint(i), v)
+		if err != nil || !Usable(p) {
+			t.Fatalf("decode %d: %v, %v", i, Usable(p), err)
 		}
 		r.byHash[[sha256.Size]byte(p.Hash)] = compact(p)
 	}
@@ -306,5 +50,67 @@ func TestReplicaMemoryPerPassword(t *testing.T) {
 	}
 	if len(r.byHash) != n {
 		t.Errorf("replica: got %d records, want %d", len(r.byHash), n)
+	}
+}
+
+func TestHasherMatchesHMAC(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	h := newHasher(key)
+	for _, secret := range []string{"", "ABCD-EFGH-JKMN-PQRS", "abcdefghjkmnpqrs", " a b\tc-D ", strings.Repeat("X-", 1000), "short"} {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(Normalize(secret)))
+		want := m.Sum(nil)
+		for range 2 { // the second call reuses a pooled instance
+			got := h.sum(secret)
+			if !hmac.Equal(got[:], want) {
+				t.Errorf("sum(%.20q): got %x, want %x", secret, got, want)
+			}
+		}
+	}
+}
+
+func TestCtEqualString(t *testing.T) {
+	for _, tc := range []struct {
+		in, ref string
+		want    bool
+	}{
+		{"alice", "alice", true},
+		{"", "", true},
+		{"alice", "", false},
+		{"", "alice", false},
+		{"alice", "alicf", false},
+		{"alice", "alice2", false},
+		{"alice2", "alice", false},
+		{"alice\x00", "alice", false},
+	} {
+		if got := ctEqualString(tc.in, tc.ref); got != tc.want {
+			t.Errorf("ctEqualString(%q, %q): got %v, want %v", tc.in, tc.ref, got, tc.want)
+		}
+	}
+}
+
+// No JSON view of an app password carries its keyed hash (issue 17.8); the
+// stored encoding does, byte-compatible with the records written before.
+func TestAppPasswordJSONHasNoHash(t *testing.T) {
+	p := AppPassword{ID: "abcdefgh", User: "alice", Name: "Laptop", Created: time.Unix(1e9, 0).UTC(),
+		HashAlg: HashHMACSHA256, Hash: make([]byte, sha256.Size)}
+	v, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(v), "hash") {
+		t.Errorf("json.Marshal(AppPassword): got %s, want no hash", v)
+	}
+	stored, err := MarshalRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"abcdefgh","user":"alice","name":"Laptop","created":"2001-09-09T01:46:40Z","hash_alg":"hmac-sha256","hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`
+	if string(stored) != want {
+		t.Errorf("MarshalRecord: got %s, want %s", stored, want)
+	}
+	back, err := UnmarshalRecord("abcdefgh", stored)
+	if err != nil || back.HashAlg != HashHMACSHA256 || len(back.Hash) != sha256.Size || back.Name != "Laptop" {
+		t.Errorf("UnmarshalRecord: got %+v, %v", back, err)
 	}
 }

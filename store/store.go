@@ -5,9 +5,12 @@
 // HMAC-SHA-256 under a server key that lives in a file beside the database
 // (SPEC §1). Lookup goes through a hash→id index, never a scan.
 //
-// Store is the interface the rest of Legate uses; Bolt (go.etcd.io/bbolt) is the
-// embedded implementation, Etcd (go.etcd.io/etcd/client/v3) the one several
-// instances share. Nothing outside this package imports bbolt or etcd.
+// Store is the interface the rest of Legate uses. The backends live in their
+// own packages: store/bolt (go.etcd.io/bbolt) is the embedded one, store/etcd
+// (go.etcd.io/etcd/client/v3) the one several instances share; nothing else
+// imports bbolt or etcd. This package holds what they share: the types, secret
+// generation and matching, the in-memory Replica, the Lifecycle, the audit
+// chain and the one Batcher that queues last uses and audit records.
 package store
 
 import (
@@ -45,9 +48,12 @@ type AppPassword struct {
 	Scope    []string       `json:"scope,omitempty"`    // empty: all protocols
 	Networks []netip.Prefix `json:"networks,omitempty"` // empty: anywhere
 	LastUse  LastUse        `json:"last_use,omitzero"`
-	// HashAlg and Hash are the keyed hash of the secret.
-	HashAlg string `json:"hash_alg"`
-	Hash    []byte `json:"hash"`
+	// HashAlg and Hash are the keyed hash of the secret. They never appear
+	// in AppPassword's JSON (the CLI, the admin socket and the portal hand
+	// out app passwords as JSON): only the backends' stored encoding
+	// (MarshalRecord) carries them.
+	HashAlg string `json:"-"`
+	Hash    []byte `json:"-"`
 }
 
 // LastUse records the most recent successful login with an app password.
@@ -80,7 +86,7 @@ type Selector struct {
 
 // AuditRecord is one entry of the tamper-evident audit log. It never holds a
 // secret. Hash = SHA-256 over the previous record's hash and this record's
-// fields (see Bolt for the exact encoding).
+// fields (see audit.go for the exact encoding).
 type AuditRecord struct {
 	Seq           uint64    `json:"seq"`
 	Time          time.Time `json:"time"`
@@ -94,8 +100,12 @@ type AuditRecord struct {
 	AppPasswordID string    `json:"app_password_id,omitempty"`
 	Client        string    `json:"client,omitempty"`
 	Detail        string    `json:"detail,omitempty"`
-	Prev          []byte    `json:"prev,omitempty"`
-	Hash          []byte    `json:"hash,omitempty"`
+	// Count is how many attempts one aggregated record stands for
+	// (throttled logins from one address for one name within a window);
+	// zero means one.
+	Count uint64 `json:"count,omitempty"`
+	Prev  []byte `json:"prev,omitempty"`
+	Hash  []byte `json:"hash,omitempty"`
 }
 
 // AuditQuery filters audit records. Zero fields match everything.
@@ -103,6 +113,9 @@ type AuditQuery struct {
 	User  string
 	Since time.Time
 	Limit int // most recent N; zero: all
+	// Seq, when set, selects only the record with this sequence number
+	// (none if it was pruned or never written).
+	Seq uint64
 }
 
 // VerifyResult reports the state of the audit hash chain.
@@ -111,6 +124,17 @@ type VerifyResult struct {
 	OK       bool
 	BrokenAt uint64 // sequence number of the first broken record when !OK
 	Problem  string
+	// Head is the last record when OK.
+	Head AuditHead
+	// Pruned is the Seq of the last record removed by retention (zero:
+	// none); the chain is verified from the record after it.
+	Pruned uint64
+}
+
+// AuditStats is implemented by stores whose audit queue can drop records
+// (both backends): counts since open, for metrics and tests.
+type AuditStats interface {
+	AuditStats() BatchStats
 }
 
 // Store is what Legate needs from an app-password store. Implementations are
@@ -133,6 +157,8 @@ type Store interface {
 	// batched and flushed every few seconds and on Close.
 	RecordUse(id string, use LastUse)
 	// Audit appends records to the audit log (batched like RecordUse).
+	// It bounds what it keeps: long fields are cut with a marker,
+	// throttled attempts aggregated, the queue bounded (see Batcher).
 	Audit(rec AuditRecord)
 	// AuditLog returns matching audit records, oldest first.
 	AuditLog(ctx context.Context, q AuditQuery) ([]AuditRecord, error)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,11 +45,30 @@ func (h *hasher) sum(secret string) [sha256.Size]byte {
 	return out
 }
 
-// hashSecret is the keyed hash stored for a secret.
-func (b *Bolt) hashSecret(secret string) []byte {
-	h := b.hash.sum(secret)
+// Secrets hashes and matches secrets under one HMAC key. Both backends
+// use it for Create (Hash) and Verify (Match).
+type Secrets struct {
+	hash  *hasher
+	dummy *AppPassword
+	keyID string
+}
+
+// NewSecrets returns a Secrets for key.
+func NewSecrets(key []byte) *Secrets {
+	return &Secrets{hash: newHasher(key), dummy: newDummy(), keyID: keyID(key)}
+}
+
+// Hash is the keyed hash stored for a secret.
+func (s *Secrets) Hash(secret string) []byte {
+	h := s.hash.sum(secret)
 	return h[:]
 }
+
+// Sum is Hash without allocating.
+func (s *Secrets) Sum(secret string) [sha256.Size]byte { return s.hash.sum(secret) }
+
+// KeyID identifies the key (not secret: a keyed hash of a constant).
+func (s *Secrets) KeyID() string { return s.keyID }
 
 // newDummy is the record a Verify miss is checked against, so that a miss
 // does the same work as a hit: a random hash nobody's secret has, and no user.
@@ -62,39 +80,33 @@ func newDummy() *AppPassword {
 	return p
 }
 
-// Verify finds the app password of user whose secret this is. It returns
-// ErrNotFound for an unknown secret or another user's secret; the caller
-// decides about expiry, scope and networks.
+// Match finds the app password of user whose secret this is in r. It
+// returns ok false for an unknown secret or another user's secret; the
+// caller decides about expiry, scope and networks.
 //
 // It touches no disk: one HMAC (pooled, no allocation), one lookup in the
-// in-memory replica, a constant-time hash comparison, an owner comparison
-// whose time depends only on the length of user, and the merge of a pending
-// last use. A miss is checked against a dummy record with the same steps, so
-// hit and miss cost about the same. The returned record is a copy; its
-// slices belong to the caller.
-func (b *Bolt) Verify(ctx context.Context, user, secret string) (AppPassword, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
-		return AppPassword{}, err
-	}
-	defer release()
+// in-memory replica, a constant-time hash comparison and an owner
+// comparison whose time depends only on the length of user. A miss is
+// checked against a dummy record with the same steps, so hit and miss cost
+// about the same. The returned record is a copy (also on a miss, for the
+// same cost); its slices belong to the caller.
+func (s *Secrets) Match(r *Replica, user, secret string) (AppPassword, bool) {
 	user = NormalizeUser(user)
-	h := b.hash.sum(secret)
-	rec := b.rep.get(h)
+	h := s.hash.sum(secret)
+	rec := r.Get(h)
 	found := rec != nil
 	if !found {
-		rec = b.dummy
+		rec = s.dummy
 	}
 	// Every check always runs; the result does not depend on which failed.
 	hashOK := hmac.Equal(h[:], rec.Hash)
 	algOK := rec.HashAlg == HashHMACSHA256
 	ownerOK := ctEqualString(user, rec.User)
-	p := rec.clone()
-	p.LastUse = b.mergeUse(p.ID, p.LastUse)
+	p := rec.Clone()
 	if !(found && hashOK && algOK && ownerOK) {
-		return AppPassword{}, ErrNotFound
+		return p, false
 	}
-	return p, nil
+	return p, true
 }
 
 // ctEqualString reports whether in == ref in time that depends only on

@@ -15,6 +15,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // Environment variables that make this binary (or the test binary) run
@@ -266,7 +267,7 @@ func benchConfig(dir, certFile, keyFile string) *config.Config {
 // child opens it) and returns the secret.
 func appPassword(ctx context.Context, t testing.TB, cfg *config.Config, user string) string {
 	t.Helper()
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile})
+	st, err := bolt.Open(ctx, bolt.Options{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile})
 	if err != nil {
 		t.Fatalf("store: %v", err)
 	}

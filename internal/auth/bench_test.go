@@ -15,6 +15,7 @@ import (
 	"github.com/legate-proxy/legate/internal/throttle"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -43,7 +44,7 @@ type benchCred struct {
 
 // benchFixture returns a store opened on a fresh copy of the cached fixture,
 // and the users' secrets.
-func benchFixture(b *testing.B) (*store.Bolt, []benchCred) {
+func benchFixture(b *testing.B) (*bolt.Store, []benchCred) {
 	b.Helper()
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("legate-bench-%s-%dx%d", benchFixtureVersion, benchUsers, benchPerUser))
 	creds, err := loadCreds(dir)
@@ -99,7 +100,7 @@ func buildFixture(b *testing.B, dir string) error {
 	defer os.RemoveAll(tmp)
 	start := time.Now()
 	ctx := context.Background()
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(tmp, "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(tmp, "legate.db")})
 	if err != nil {
 		return err
 	}
@@ -140,14 +141,14 @@ func buildFixture(b *testing.B, dir string) error {
 	return nil
 }
 
-func openCopy(b *testing.B, dir string) (*store.Bolt, error) {
+func openCopy(b *testing.B, dir string) (*bolt.Store, error) {
 	dst := b.TempDir()
 	for _, f := range []string{"legate.db", "hmac.key"} {
 		if err := copyFile(filepath.Join(dir, f), filepath.Join(dst, f)); err != nil {
 			return nil, err
 		}
 	}
-	st, err := store.OpenBolt(context.Background(), store.BoltOptions{Path: filepath.Join(dst, "legate.db")})
+	st, err := bolt.Open(context.Background(), bolt.Options{Path: filepath.Join(dst, "legate.db")})
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -138,7 +139,7 @@ func (s *syncBuffer) String() string {
 type env struct {
 	svc      *Service
 	store    *countingStore
-	bolt     *store.Bolt
+	bolt     *bolt.Store
 	dir      *countingDirectory
 	throttle *fakeThrottler
 	clock    *clock
@@ -171,7 +172,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: t0}
-	b, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db"), Now: clk.Now, FlushInterval: time.Hour})
+	b, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db"), Now: clk.Now, FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatalf("OpenBolt: %v", err)
 	}

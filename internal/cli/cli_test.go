@@ -118,6 +118,9 @@ func exercise(t *testing.T, cfg string) {
 	if strings.Contains(r.stdout, secret) || strings.Contains(r.stdout, strings.ReplaceAll(strings.ToLower(secret), "-", "")) {
 		t.Error("list output contains the secret")
 	}
+	if strings.Contains(r.stdout, `"hash`) {
+		t.Errorf("list --json hands out the stored keyed hash: %s", r.stdout)
+	}
 
 	// explain with the password on stdin, typed sloppily: lower case, spaces.
 	sloppy := strings.ToLower(strings.ReplaceAll(secret, "-", " "))
@@ -232,6 +235,9 @@ func TestCLIWithServer(t *testing.T) {
 		t.Errorf("admin socket mode: %v %v, want 0600", fi.Mode(), err)
 	}
 	exercise(t, cfg)
+	if raw := adminRaw(t, sock, `{"op":"apppass.list","args":{"user":"alice"}}`); !strings.Contains(raw, `"user":"alice"`) || strings.Contains(raw, `"hash`) {
+		t.Errorf("admin socket apppass.list: got %s, want the app password without its hash", raw)
+	}
 	r := legate(t, "", "sessions", "--config", cfg, "--json")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("sessions via server: exit %d, %q %q", r.code, r.stdout, r.stderr)
@@ -245,6 +251,9 @@ func TestCLIWithServer(t *testing.T) {
 	l := <-logs
 	if !strings.Contains(l, "stopped") {
 		t.Errorf("serve logs lack the stop line:\n%s", l)
+	}
+	if !regexp.MustCompile(`msg="store: audit head" seq=[0-9]+ hash=[0-9a-f]{64}`).MatchString(l) {
+		t.Errorf("serve logs lack the audit head of a flush:\n%s", l)
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("admin socket left behind after stop: %v", err)

@@ -73,7 +73,16 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	limit := fs.Int("limit", 0, "only the most recent N records")
 	verify := fs.Bool("verify", false, "check the audit hash chain")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, false); err != nil {
+	var head headFlag
+	fs.Var(&head, "head", "print the newest record's SEQ HASH; with --verify SEQ:HASH, fail when that record is missing or differs")
+	if _, err := parse(fs, headArgs(args), false); err != nil {
+		return err
+	}
+	if head.value != "" && !*verify {
+		return usagef("--head SEQ:HASH needs --verify (--head alone prints the head)")
+	}
+	want, err := head.parse()
+	if err != nil {
 		return err
 	}
 	api, closeAPI, err := openAPI(ctx, *cfgPath)
@@ -81,10 +90,18 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer closeAPI()
+	if head.print && !*verify {
+		return printHead(ctx, env, api)
+	}
 	if *verify {
 		r, err := api.VerifyAudit(ctx)
 		if err != nil {
 			return err
+		}
+		if r.OK && head.value != "" {
+			if err := checkHead(ctx, api, r, want); err != nil {
+				return err
+			}
 		}
 		if *asJSON {
 			if err := writeJSON(env.Stdout, r); err != nil {
@@ -119,8 +136,12 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tVIA\tUSER\tIP\tOUTCOME\tRULE\tAPP PASSWORD\tDETAIL")
 	for _, r := range recs {
+		detail := r.Detail
+		if r.Count > 1 { // aggregated throttled attempts
+			detail = strings.TrimSpace(fmt.Sprintf("%d attempts %s", r.Count, detail))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, r.Via,
-			r.User, r.IP, r.Outcome, r.Rule, r.AppPasswordID, r.Detail)
+			r.User, r.IP, r.Outcome, r.Rule, r.AppPasswordID, detail)
 	}
 	return tw.Flush()
 }

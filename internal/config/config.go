@@ -49,6 +49,7 @@ type Config struct {
 	Limits    Limits    `yaml:"limits"`
 	Throttle  Throttle  `yaml:"throttle"`
 	Log       Log       `yaml:"log"`
+	Audit     Audit     `yaml:"audit"`
 
 	file  string         // name given to Load/Parse
 	lines map[string]int // key path → line, from the decoder
@@ -377,7 +378,8 @@ func Default() *Config {
 			MaxFailuresPerUser: 10,
 			Window:             Duration(10 * time.Minute),
 		},
-		Log: Log{Format: "text", Level: "info"},
+		Log:   Log{Format: "text", Level: "info"},
+		Audit: Audit{Retain: DefaultAuditRetain},
 	}
 }
 

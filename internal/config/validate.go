@@ -32,6 +32,7 @@ func (c *Config) Validate() error {
 	v.portalProxies()
 	v.limits()
 	v.log()
+	v.audit()
 	return v.errs.err()
 }
 

@@ -244,6 +244,8 @@ type AuditArgs struct {
 	User  string        `json:"user,omitempty"`
 	Since time.Duration `json:"since,omitempty"`
 	Limit int           `json:"limit,omitempty"`
+	// Seq selects only the record with this sequence number.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Audit returns audit records.
@@ -251,7 +253,7 @@ func (l *Local) Audit(ctx context.Context, a AuditArgs) ([]store.AuditRecord, er
 	if err := l.Auth.Store().Flush(ctx); err != nil {
 		return nil, err
 	}
-	q := store.AuditQuery{User: store.NormalizeUser(a.User), Limit: a.Limit}
+	q := store.AuditQuery{User: store.NormalizeUser(a.User), Limit: a.Limit, Seq: a.Seq}
 	if a.Since > 0 {
 		q.Since = l.now().Add(-a.Since)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
+	"github.com/legate-proxy/legate/store/etcd"
 )
 
 // NewLogger builds the daemon's logger from log.format and log.level.
@@ -46,35 +48,34 @@ func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 				return nil, fmt.Errorf("store: database directory: %w", err)
 			}
 		}
-		// Never return the *Bolt of a failed open as a Store: a typed nil
-		// in a non-nil interface makes the caller's cleanup panic.
-		b, err := store.OpenBolt(ctx, store.BoltOptions{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log})
+		st, err := bolt.Open(ctx, bolt.Options{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log,
+			Retain: cfg.Audit.Retain.Std()})
 		if err != nil {
-			return nil, err
+			return nil, err // not a typed nil *bolt.Store in the interface
 		}
-		return b, nil
+		return st, nil
 	case "etcd":
 		opts, err := etcdOptions(cfg, log)
 		if err != nil {
 			return nil, err
 		}
-		e, err := store.OpenEtcd(ctx, opts)
+		st, err := etcd.Open(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
-		return e, nil
+		return st, nil
 	}
 	return nil, fmt.Errorf("storage.backend %q is not supported", cfg.Storage.Backend)
 }
 
 // etcdOptions converts storage.etcd, reading the TLS material and password
 // files.
-func etcdOptions(cfg *config.Config, log *slog.Logger) (store.EtcdOptions, error) {
+func etcdOptions(cfg *config.Config, log *slog.Logger) (etcd.Options, error) {
 	e := cfg.Storage.Etcd
-	opts := store.EtcdOptions{
+	opts := etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username,
 		DialTimeout: e.DialTimeout.Std(), StaleGrace: e.StaleGrace.Std(),
-		KeyFile: cfg.Storage.KeyFile, Logger: log,
+		KeyFile: cfg.Storage.KeyFile, Logger: log, Retain: cfg.Audit.Retain.Std(),
 	}
 	if e.PasswordFile != "" {
 		pw, err := config.ReadSecretFile(e.PasswordFile)

@@ -155,6 +155,7 @@ func TestReloadFile(t *testing.T) {
 		`legate_login_decision_seconds_count{protocol="imap"}`:                              3,
 		`legate_app_passwords`:             1,
 		`legate_sessions{protocol="imap"}`: 0,
+		`legate_audit_dropped_total`:       0, // present: the store's audit counters are wired
 	} {
 		if got := metric(t, d, series); got != want {
 			t.Errorf("%s: got %v, want %v", series, got, want)

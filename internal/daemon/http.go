@@ -14,6 +14,7 @@ import (
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/metrics"
 	"github.com/legate-proxy/legate/internal/upstream"
+	"github.com/legate-proxy/legate/store"
 )
 
 // readyTimeout bounds each check of /readyz.
@@ -29,10 +30,14 @@ type httpServer struct {
 
 // newMetrics builds the daemon's metrics over its registry and store.
 func (d *Daemon) newMetrics() *metrics.Metrics {
-	return metrics.New(metrics.Options{
+	o := metrics.Options{
 		Sessions:     d.registry.Count,
 		AppPasswords: metrics.CountAppPasswords(d.store),
-	})
+	}
+	if a, ok := d.store.(store.AuditStats); ok { // before InstrumentStore wraps it
+		o.AuditStats = a.AuditStats
+	}
+	return metrics.New(o)
 }
 
 // Metrics returns the daemon's metrics.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
+	"github.com/legate-proxy/legate/store"
 )
 
 // Relay directions for RelayedBytes.
@@ -49,6 +50,9 @@ type Options struct {
 	AppPasswords func(ctx context.Context) (int, error)
 	// AppPasswordsTTL is how long a count is reused; zero means 30s.
 	AppPasswordsTTL time.Duration
+	// AuditStats reports what the store's audit queue could not keep
+	// (store.AuditStats); nil leaves the legate_audit_* counters out.
+	AuditStats func() store.BatchStats
 	// Version is the build_info version label; empty means the main
 	// module's version from the build information.
 	Version string
@@ -137,6 +141,10 @@ func New(o Options) *Metrics {
 			Name: "legate_app_passwords",
 			Help: "App passwords in the store (counted at most every 30s).",
 		}, c.get))
+	}
+
+	if o.AuditStats != nil {
+		registerAuditStats(m.reg, o.AuditStats)
 	}
 
 	version, revision := buildVersion()

@@ -22,7 +22,7 @@ import (
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/proxy/imap"
-	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // TestBrowserToDovecot is the whole user story: sign in with MFA in a real
@@ -34,7 +34,7 @@ func TestBrowserToDovecot(t *testing.T) {
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 
 	ctx := context.Background()
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

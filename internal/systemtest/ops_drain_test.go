@@ -16,6 +16,7 @@ import (
 	"github.com/legate-proxy/legate/internal/daemon"
 	"github.com/legate-proxy/legate/internal/testenv"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // opsGrace is limits.shutdown_grace in the drain test.
@@ -153,7 +154,7 @@ func TestDrainOnShutdown(t *testing.T) {
 		dataAt, imapRes.at.Sub(t0), ldapRes.at.Sub(t0), stopped, opsGrace)
 
 	// The logins just before the shutdown were flushed: audit and last use.
-	st, err := store.OpenBolt(context.Background(), store.BoltOptions{Path: filepath.Join(dir, "legate.db"),
+	st, err := bolt.Open(context.Background(), bolt.Options{Path: filepath.Join(dir, "legate.db"),
 		KeyFile: filepath.Join(dir, "hmac.key")})
 	if err != nil {
 		t.Fatalf("reopen the store: %v", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/proxy/imap"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // e2e is Legate's IMAP front-end in front of a real Dovecot.
@@ -29,7 +30,7 @@ type e2e struct {
 	t       *testing.T
 	dc      *testenv.Dovecot
 	certs   *testenv.Certs
-	st      *store.Bolt
+	st      *bolt.Store
 	reg     *session.Registry
 	secrets map[string]string // app password name → secret
 	ids     map[string]string // app password name → id
@@ -42,7 +43,7 @@ func newE2E(t *testing.T) *e2e {
 	certs := testenv.NewCerts(t)
 	e := &e2e{t: t, certs: certs, reg: session.New(), secrets: map[string]string{}, ids: map[string]string{},
 		dc: testenv.StartDovecot(t, testenv.DovecotOptions{Certs: certs})}
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,13 +20,14 @@ import (
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // env is a Legate IMAP front-end over a real auth.Service and bolt store,
 // in front of a fake upstream.
 type env struct {
 	t     testing.TB
-	st    *store.Bolt
+	st    *bolt.Store
 	auth  *auth.Service
 	reg   *session.Registry
 	fake  *fakeUpstream
@@ -64,7 +65,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, certs: testenv.NewCerts(t), secret: map[string]string{}, apID: map[string]string{}}
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/legate-proxy/legate/policy"
 	ldapproxy "github.com/legate-proxy/legate/proxy/ldap"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // env is Legate's LDAP front-end in front of a real slapd, with the LDAP
@@ -29,7 +30,7 @@ import (
 type env struct {
 	slapd     *testenv.Slapd
 	certs     *testenv.Certs
-	store     *store.Bolt
+	store     *bolt.Store
 	sessions  *session.Registry
 	srv       *ldapproxy.Server
 	addr      string // plain LDAP with StartTLS
@@ -67,7 +68,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // ---- fake upstream: an in-test go-smtp server that records what it got ----
@@ -200,7 +201,7 @@ type env struct {
 	reg     *session.Registry
 	certs   *testenv.Certs
 	clock   *clock
-	store   *store.Bolt
+	store   *bolt.Store
 	logs    *syncBuffer
 	// secrets of app passwords by user
 	secret  map[string]string
@@ -237,7 +238,7 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 	ctx := context.Background()
 	e := &env{t: t, up: startUpstream(t), reg: session.New(), certs: testenv.NewCerts(t),
 		clock: &clock{}, logs: &syncBuffer{}, secret: map[string]string{}}
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db")})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

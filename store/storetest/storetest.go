@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of store.Store: every backend
-// (Bolt, Etcd) runs the same tests through Run, so they behave alike.
+// (store/bolt, store/etcd) runs the same tests through Run, so they behave alike.
 // Backend-specific tests (tampering with the bbolt file, etcd failures) stay
 // with their backend.
 package storetest
@@ -51,6 +51,8 @@ func Run(t *testing.T, h Harness) {
 		{"VerifyAuditEmptyAndAppend", testVerifyAuditAppend},
 		{"AuditQueueOrder", testAuditOrder},
 		{"ExportImport", testExportImport},
+		{"AuditPrune", testAuditPrune},
+		{"AuditSeq", testAuditSeq},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })

@@ -26,7 +26,7 @@ import (
 	"github.com/legate-proxy/legate/internal/portal"
 	"github.com/legate-proxy/legate/internal/portal/demoidp"
 	"github.com/legate-proxy/legate/policy"
-	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
 )
 
 // Clock is a clock that runs with real time plus an offset the test
@@ -55,13 +55,13 @@ func (c *Clock) Advance(d time.Duration) {
 type Backend struct {
 	Local *control.Local
 	Auth  *auth.Service
-	Store *store.Bolt
+	Store *bolt.Store
 }
 
 // NewBackend builds a Backend for users; maxPerUser zero means 40.
 func NewBackend(t testing.TB, users []directory.StaticUser, maxPerUser int) *Backend {
 	t.Helper()
-	b, err := store.OpenBolt(context.Background(), store.BoltOptions{Path: filepath.Join(t.TempDir(), "legate.db"), FlushInterval: 50 * time.Millisecond})
+	b, err := bolt.Open(context.Background(), bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db"), FlushInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("portaltest: open store: %v", err)
 	}

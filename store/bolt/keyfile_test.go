@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 func TestKeyFileCreated0600(t *testing.T) {
@@ -24,8 +26,8 @@ func TestKeyFileCreated0600(t *testing.T) {
 	if got := fi.Mode().Perm(); got != 0o600 {
 		t.Errorf("key file mode: got %#o, want 0600", got)
 	}
-	if fi.Size() != KeySize {
-		t.Errorf("key file size: got %d, want %d", fi.Size(), KeySize)
+	if fi.Size() != store.KeySize {
+		t.Errorf("key file size: got %d, want %d", fi.Size(), store.KeySize)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "legate.db")); err != nil {
 		t.Error(err)
@@ -50,8 +52,8 @@ func TestKeyFileRefused(t *testing.T) {
 		mode    os.FileMode
 		want    []string
 	}{
-		{"group readable", make([]byte, KeySize), 0o640, []string{"hmac.key", "0640"}},
-		{"world readable", make([]byte, KeySize), 0o644, []string{"hmac.key", "0644"}},
+		{"group readable", make([]byte, store.KeySize), 0o640, []string{"hmac.key", "0640"}},
+		{"world readable", make([]byte, store.KeySize), 0o644, []string{"hmac.key", "0644"}},
 		{"too short", make([]byte, 16), 0o600, []string{"hmac.key", "16 bytes, want 32"}},
 		{"empty", nil, 0o600, []string{"hmac.key", "0 bytes"}},
 	} {
@@ -64,10 +66,10 @@ func TestKeyFileRefused(t *testing.T) {
 			if err := os.Chmod(keyPath, tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			b, err := OpenBolt(context.Background(), BoltOptions{Path: filepath.Join(dir, "legate.db")})
+			b, err := Open(context.Background(), Options{Path: filepath.Join(dir, "legate.db")})
 			if err == nil {
 				b.Close()
-				t.Fatal("OpenBolt: got nil error, want refusal")
+				t.Fatal("Open: got nil error, want refusal")
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -75,7 +77,7 @@ func TestKeyFileRefused(t *testing.T) {
 				}
 			}
 			// The failed open must release the database lock.
-			b = openTest(t, dir, func(o *BoltOptions) { o.KeyFile = filepath.Join(dir, "other.key") })
+			b = openTest(t, dir, func(o *Options) { o.KeyFile = filepath.Join(dir, "other.key") })
 			b.Close()
 		})
 	}
@@ -84,14 +86,14 @@ func TestKeyFileRefused(t *testing.T) {
 func TestKeyFileOption(t *testing.T) {
 	dir := t.TempDir()
 	keyPath := filepath.Join(t.TempDir(), "custom.key")
-	openTest(t, dir, func(o *BoltOptions) { o.KeyFile = keyPath })
+	openTest(t, dir, func(o *Options) { o.KeyFile = keyPath })
 	if _, err := os.Stat(keyPath); err != nil {
 		t.Errorf("custom key file: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hmac.key")); !os.IsNotExist(err) {
 		t.Errorf("default key file: got %v, want none", err)
 	}
-	_, err := OpenBolt(context.Background(), BoltOptions{Path: filepath.Join(dir, "x.db"), KeyFile: filepath.Join(dir, "x.db")})
+	_, err := Open(context.Background(), Options{Path: filepath.Join(dir, "x.db"), KeyFile: filepath.Join(dir, "x.db")})
 	if err == nil || !strings.Contains(err.Error(), "must not be the database") {
 		t.Errorf("key file = database: got %v, want refusal", err)
 	}

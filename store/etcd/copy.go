@@ -1,68 +1,54 @@
-package store
+package etcd
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
+	"github.com/legate-proxy/legate/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ExportPasswords returns every app password as stored (after flushing),
 // sorted by user, then oldest first.
-func (s *Etcd) ExportPasswords(ctx context.Context) ([]AppPassword, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	if err := s.flush(ctx); err != nil {
+	defer s.lc.End()
+	if err := s.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
 	resp, err := s.cli.Get(ctx, s.pwPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("store: export: %w", err)
 	}
-	out := make([]AppPassword, 0, len(resp.Kvs))
+	out := make([]store.AppPassword, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var p AppPassword
-		if err := json.Unmarshal(kv.Value, &p); err != nil {
+		p, err := store.UnmarshalRecord(string(kv.Key), kv.Value)
+		if err != nil {
 			return nil, fmt.Errorf("store: export: decode %s: %w", kv.Key, err)
 		}
 		out = append(out, p)
 	}
-	sortExport(out)
+	store.SortExport(out)
 	return out, nil
 }
 
-func sortExport(ps []AppPassword) {
-	slices.SortFunc(ps, func(a, b AppPassword) int {
-		if c := strings.Compare(a.User, b.User); c != 0 {
-			return c
-		}
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-}
-
 // ExportAudit returns the whole audit chain, oldest first, after flushing.
-func (s *Etcd) ExportAudit(ctx context.Context) ([]AuditRecord, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) ExportAudit(ctx context.Context) ([]store.AuditRecord, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	if err := s.flush(ctx); err != nil {
+	defer s.lc.End()
+	if err := s.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
-	var out []AuditRecord
-	_, err = s.forEachAudit(ctx, func(key string, v []byte) error {
-		var r AuditRecord
+	var out []store.AuditRecord
+	_, err := s.forEachAudit(ctx, func(store.AuditHead) {}, func(key string, v []byte) error {
+		var r store.AuditRecord
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
@@ -80,13 +66,12 @@ func (s *Etcd) ExportAudit(ctx context.Context) ([]AuditRecord, error) {
 const importChunk = 25
 
 // ImportPasswords stores records as they are; see Importer.
-func (s *Etcd) ImportPasswords(ctx context.Context, ps []AppPassword) (int, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (int, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer release()
-	byUser := make(map[string][]AppPassword)
+	defer s.lc.End()
+	byUser := make(map[string][]store.AppPassword)
 	for _, p := range ps {
 		if p.User == "" || p.ID == "" || strings.ContainsRune(p.User, 0) {
 			return 0, fmt.Errorf("store: import: record %q of %q has no valid id or user", p.ID, p.User)
@@ -110,7 +95,7 @@ func (s *Etcd) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 			for _, p := range snap.ps {
 				have[p.ID] = p.Hash
 			}
-			var todo []AppPassword
+			var todo []store.AppPassword
 			for _, p := range recs {
 				h, ok := have[p.ID]
 				if ok && !bytes.Equal(h, p.Hash) {
@@ -127,7 +112,7 @@ func (s *Etcd) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 			cmps := []clientv3.Cmp{s.fenceCmp(user, snap)}
 			ops := []clientv3.Op{s.countOp(user, len(snap.ps)+len(todo))}
 			for _, p := range todo {
-				v, err := json.Marshal(p)
+				v, err := store.MarshalRecord(p)
 				if err != nil {
 					return written, err
 				}
@@ -158,13 +143,12 @@ func (s *Etcd) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 
 // ImportAudit appends the part of a source chain this log lacks; see
 // Importer.
-func (s *Etcd) ImportAudit(ctx context.Context, recs []AuditRecord) (int, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) ImportAudit(ctx context.Context, recs []store.AuditRecord) (int, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer release()
-	if err := s.flush(ctx); err != nil {
+	defer s.lc.End()
+	if err := s.batch.Flush(ctx); err != nil {
 		return 0, err
 	}
 	written := 0
@@ -173,7 +157,7 @@ func (s *Etcd) ImportAudit(ctx context.Context, recs []AuditRecord) (int, error)
 		if err != nil {
 			return written, fmt.Errorf("store: import audit: %w", err)
 		}
-		tail, err := auditTail(recs, head.Seq, head.Hash)
+		tail, anchor, err := store.AuditTail(recs, head)
 		if err != nil {
 			return written, err
 		}
@@ -190,8 +174,12 @@ func (s *Etcd) ImportAudit(ctx context.Context, recs []AuditRecord) (int, error)
 			ops = append(ops, clientv3.OpPut(s.auditKey(r.Seq), string(v)))
 		}
 		last := chunk[len(chunk)-1]
-		h, _ := json.Marshal(auditHead{Seq: last.Seq, Hash: last.Hash})
+		h, _ := json.Marshal(store.AuditHead{Seq: last.Seq, Hash: last.Hash})
 		ops = append(ops, clientv3.OpPut(s.auditHeadKey(), string(h)))
+		if anchor.Seq > 0 {
+			a, _ := json.Marshal(anchor)
+			ops = append(ops, clientv3.OpPut(s.auditAnchorKey(), string(a)))
+		}
 		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.auditHeadKey()), "=", rev)).Then(ops...).Commit()
 		if err != nil {
 			return written, fmt.Errorf("store: import audit: %w", err)

@@ -1,4 +1,4 @@
-package store_test
+package etcd_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/legate-proxy/legate/internal/testenv"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/bolt"
+	"github.com/legate-proxy/legate/store/etcd"
 	"github.com/legate-proxy/legate/store/storetest"
 )
 
@@ -79,8 +81,8 @@ func TestEtcdTwoInstances(t *testing.T) {
 	e := testenv.StartEtcd(t, 3)
 	key := filepath.Join(t.TempDir(), "hmac.key")
 	eps := e.Endpoints()
-	a := openEtcd(t, e, key, "/two/", func(o *store.EtcdOptions) { o.Endpoints = eps[:1] })
-	b := openEtcd(t, e, key, "/two/", func(o *store.EtcdOptions) { o.Endpoints = eps[1:2] })
+	a := openEtcd(t, e, key, "/two/", func(o *etcd.Options) { o.Endpoints = eps[:1] })
+	b := openEtcd(t, e, key, "/two/", func(o *etcd.Options) { o.Endpoints = eps[1:2] })
 	revA := watchRevocations(a)
 	ctx := context.Background()
 
@@ -197,7 +199,7 @@ func TestEtcdMemberLoss(t *testing.T) {
 	const grace = 1500 * time.Millisecond
 	e := testenv.StartEtcd(t, 3)
 	key := filepath.Join(t.TempDir(), "hmac.key")
-	s := openEtcd(t, e, key, "/loss/", func(o *store.EtcdOptions) {
+	s := openEtcd(t, e, key, "/loss/", func(o *etcd.Options) {
 		o.StaleGrace = grace
 		o.ProbeInterval = 100 * time.Millisecond
 		o.DialTimeout = time.Second
@@ -235,12 +237,12 @@ func TestEtcdMemberLoss(t *testing.T) {
 	c := acked[0]
 	e.Kill(1)
 	killed = time.Now()
-	took := verifyWithin(t, s, c.User, c.Secret, store.ErrUnavailable, grace+5*time.Second)
+	took := verifyWithin(t, s, c.User, c.Secret, etcd.ErrUnavailable, grace+5*time.Second)
 	t.Logf("quorum lost: Verify unavailable after %v (stale grace %v)", took, grace)
 	if took < grace/2 {
 		t.Errorf("unavailable after %v, want about the stale grace %v", took, grace)
 	}
-	if _, err := s.Verify(ctx, c.User, "AAAA-BBBB-CCCC-DDDD"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.Verify(ctx, c.User, "AAAA-BBBB-CCCC-DDDD"); !errors.Is(err, etcd.ErrUnavailable) {
 		t.Errorf("wrong secret without quorum: got %v, want ErrUnavailable (not ErrNotFound)", err)
 	}
 
@@ -277,8 +279,8 @@ func TestCopyBoltEtcdBolt(t *testing.T) {
 	ctx := context.Background()
 	e := testenv.StartEtcd(t, 1)
 	key := filepath.Join(t.TempDir(), "hmac.key")
-	openB := func(dir string) *store.Bolt {
-		b, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(dir, "legate.db"), KeyFile: key, FlushInterval: time.Hour})
+	openB := func(dir string) *bolt.Store {
+		b, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(dir, "legate.db"), KeyFile: key, FlushInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 // testLogger sends the store's logs through t.Log.
@@ -26,37 +28,37 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 
 // openTest opens a store in dir (a new temp dir when empty) and closes it at
 // the end of the test.
-func openTest(t testing.TB, dir string, mod ...func(*BoltOptions)) *Bolt {
+func openTest(t testing.TB, dir string, mod ...func(*Options)) *Store {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	opts := BoltOptions{Path: filepath.Join(dir, "legate.db"), Logger: testLogger(t), FlushInterval: time.Hour}
+	opts := Options{Path: filepath.Join(dir, "legate.db"), Logger: testLogger(t), FlushInterval: time.Hour}
 	for _, m := range mod {
 		m(&opts)
 	}
-	b, err := OpenBolt(context.Background(), opts)
+	b, err := Open(context.Background(), opts)
 	if err != nil {
-		t.Fatalf("OpenBolt: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		if err := b.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 			t.Errorf("Close: %v", err)
 		}
 	})
 	return b
 }
 
-func mustCreate(t testing.TB, b *Bolt, user, name string) (AppPassword, string) {
+func mustCreate(t testing.TB, b *Store, user, name string) (store.AppPassword, string) {
 	t.Helper()
-	p, secret, err := b.Create(context.Background(), CreateRequest{User: user, Name: name})
+	p, secret, err := b.Create(context.Background(), store.CreateRequest{User: user, Name: name})
 	if err != nil {
 		t.Fatalf("Create(%s, %s): %v", user, name, err)
 	}
 	return p, secret
 }
 
-func ids(ps []AppPassword) []string {
+func ids(ps []store.AppPassword) []string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, p.ID)
@@ -72,8 +74,8 @@ func TestLocked(t *testing.T) {
 		t.Errorf("pid file: got %d, want %d", pid, os.Getpid())
 	}
 	start := time.Now()
-	_, err := OpenBolt(context.Background(), BoltOptions{Path: path, OpenTimeout: 100 * time.Millisecond})
-	if !errors.Is(err, ErrLocked) {
+	_, err := Open(context.Background(), Options{Path: path, OpenTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second open: got %v, want ErrLocked", err)
 	}
 	want := fmt.Sprintf("database %s is locked by another legate process (pid %d) — use the admin socket or stop it", path, os.Getpid())

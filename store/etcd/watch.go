@@ -1,4 +1,4 @@
-package store
+package etcd
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/legate-proxy/legate/store"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// etcdFeed keeps the Etcd replica current. The replica is changed only here,
+// etcdFeed keeps the Store replica current. The replica is changed only here,
 // in etcd revision order:
 //
 //   - resync: one range read of every pw/ record at revision R replaces the
@@ -32,7 +33,7 @@ import (
 // current as of the time the Get started (lastOK). Verify refuses with
 // ErrUnavailable when lastOK is older than StaleGrace.
 type etcdFeed struct {
-	s    *Etcd
+	s    *Store
 	base time.Time // lastOK and probeAt are offsets from base (monotonic)
 
 	mu       sync.Mutex
@@ -53,7 +54,7 @@ type etcdRef struct {
 	createRev int64
 }
 
-func newEtcdFeed(s *Etcd) *etcdFeed {
+func newEtcdFeed(s *Store) *etcdFeed {
 	return &etcdFeed{s: s, base: time.Now(), byID: make(map[string]etcdRef), advanced: make(chan struct{})}
 }
 
@@ -95,22 +96,20 @@ func (f *etcdFeed) resync(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	byHash := make(map[[sha256.Size]byte]*AppPassword, len(resp.Kvs))
+	ps := make([]store.AppPassword, 0, len(resp.Kvs))
 	byID := make(map[string]etcdRef, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		_, id, ok := f.splitPwKey(kv.Key)
 		if !ok {
 			continue
 		}
-		p, usable, err := decodeRecord(kv.Key, kv.Value)
-		if err != nil || !usable {
+		p, err := store.UnmarshalRecord(id, kv.Value)
+		if err != nil || !store.Usable(p) {
 			f.s.log.Warn("store: etcd: app password that cannot be used; revoke it", "id", id, "err", err)
 			continue
 		}
-		c := compact(p)
-		h := [sha256.Size]byte(c.Hash)
-		byHash[h] = c
-		byID[id] = etcdRef{user: c.User, hash: h, createRev: kv.CreateRevision}
+		ps = append(ps, p)
+		byID[id] = etcdRef{user: p.User, hash: [sha256.Size]byte(p.Hash), createRev: kv.CreateRevision}
 	}
 	f.mu.Lock()
 	gone := make(map[string][]string)
@@ -120,9 +119,7 @@ func (f *etcdFeed) resync(ctx context.Context) (int64, error) {
 		}
 	}
 	f.byID = byID
-	f.s.rep.mu.Lock()
-	f.s.rep.byHash = byHash
-	f.s.rep.mu.Unlock()
+	f.s.rep.Replace(ps)
 	f.advanceLocked(resp.Header.Revision)
 	cbs := f.cbs
 	f.mu.Unlock()
@@ -156,19 +153,16 @@ func (f *etcdFeed) apply(evs []*clientv3.Event) {
 		}
 		switch ev.Type {
 		case mvccpb.PUT:
-			p, usable, err := decodeRecord(ev.Kv.Key, ev.Kv.Value)
-			if err != nil || !usable {
+			p, err := store.UnmarshalRecord(id, ev.Kv.Value)
+			if err != nil || !store.Usable(p) {
 				f.s.log.Warn("store: etcd: app password that cannot be used; revoke it", "id", id, "err", err)
 				continue
 			}
-			c := compact(p)
-			f.s.rep.mu.Lock()
-			f.s.rep.byHash[[sha256.Size]byte(c.Hash)] = c
-			f.s.rep.mu.Unlock()
-			f.byID[id] = etcdRef{user: c.User, hash: [sha256.Size]byte(c.Hash), createRev: ev.Kv.CreateRevision}
+			f.s.rep.Put(p)
+			f.byID[id] = etcdRef{user: p.User, hash: [sha256.Size]byte(p.Hash), createRev: ev.Kv.CreateRevision}
 		case mvccpb.DELETE:
 			if r, ok := f.byID[id]; ok {
-				f.s.rep.remove(r.hash[:], id)
+				f.s.rep.Remove(r.hash[:], id)
 				delete(f.byID, id)
 				gone[user] = append(gone[user], id)
 			}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -10,13 +10,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 // fillAudit writes n login records for users u0..u2 at one-minute steps.
-func fillAudit(t *testing.T, b *Bolt, n int, start time.Time) {
+func fillAudit(t *testing.T, b *Store, n int, start time.Time) {
 	t.Helper()
 	for i := range n {
-		b.Audit(AuditRecord{
+		b.Audit(store.AuditRecord{
 			Time: start.Add(time.Duration(i) * time.Minute), Action: "login", Via: "imap",
 			User: fmt.Sprintf("U%d", i%3), Protocol: "imap", IP: "192.0.2.1", Outcome: "allow",
 			Detail: fmt.Sprintf("n=%d", i),
@@ -67,12 +69,12 @@ func TestVerifyAudit(t *testing.T) {
 		{"rehashed edit", func(tx *bolt.Tx) error {
 			// Recompute the edited record's own hash: the next link breaks.
 			a := tx.Bucket(bucketAudit)
-			var r AuditRecord
+			var r store.AuditRecord
 			if err := jsonUnmarshal(a.Get(seqKey(3)), &r); err != nil {
 				return err
 			}
 			r.Outcome = "deny"
-			h, _ := auditHash(r)
+			h, _ := store.AuditHash(r)
 			r.Hash = h
 			v, _ := jsonMarshal(r)
 			return a.Put(seqKey(3), v)
@@ -97,6 +99,49 @@ func TestVerifyAudit(t *testing.T) {
 			}
 			if res.OK || res.BrokenAt != tc.wantBroken || !strings.Contains(res.Problem, tc.wantProblem) {
 				t.Errorf("got %+v, want broken at %d with %q", res, tc.wantBroken, tc.wantProblem)
+			}
+		})
+	}
+}
+
+// The anchor left by pruning is part of what VerifyAudit checks: a changed
+// anchor, or the first kept record removed, breaks the chain.
+func TestPruneAnchorTampered(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		fn   func(tx *bolt.Tx) error
+		want string
+	}{
+		{"anchor changed", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaAuditAnchor, []byte(`{"seq":5,"hash":"AAAA"}`))
+		}, "anchor"},
+		{"first kept record removed", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketAudit).Delete(seqKey(6))
+		}, "record 6 is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := openTest(t, dir)
+			fillAudit(t, b, 10, start)
+			if n, _, err := b.PruneAudit(ctx, start.Add(5*time.Minute)); err != nil || n != 5 {
+				t.Fatalf("PruneAudit: got %d, %v; want 5", n, err)
+			}
+			if res, err := b.VerifyAudit(ctx); err != nil || !res.OK || res.Pruned != 5 {
+				t.Fatalf("before tampering: got %+v, %v; want OK with 5 pruned", res, err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tamper(t, filepath.Join(dir, "legate.db"), tc.fn)
+			b = openTest(t, dir)
+			res, err := b.VerifyAudit(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK || !strings.Contains(res.Problem, tc.want) {
+				t.Errorf("got %+v, want broken naming %q", res, tc.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 const crashEnv = "LEGATE_STORE_CRASH_DIR"
@@ -28,7 +30,7 @@ func TestCrashHelper(t *testing.T) {
 		t.Skip("helper process for TestCrashAcknowledgedSurvive")
 	}
 	ctx := context.Background()
-	b, err := OpenBolt(ctx, BoltOptions{Path: filepath.Join(dir, "legate.db"), OpenTimeout: 10 * time.Second, FlushInterval: 5 * time.Millisecond})
+	b, err := Open(ctx, Options{Path: filepath.Join(dir, "legate.db"), OpenTimeout: 10 * time.Second, FlushInterval: 5 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(3)
@@ -36,14 +38,14 @@ func TestCrashHelper(t *testing.T) {
 	run := os.Getenv("LEGATE_STORE_CRASH_RUN")
 	for i := 0; ; i++ {
 		user := fmt.Sprintf("crash%d", i%25)
-		p, secret, err := b.Create(ctx, CreateRequest{User: user, Name: fmt.Sprintf("r%s-%d", run, i), Limit: 100000})
+		p, secret, err := b.Create(ctx, store.CreateRequest{User: user, Name: fmt.Sprintf("r%s-%d", run, i), Limit: 100000})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "create:", err)
 			os.Exit(4)
 		}
 		fmt.Printf("ok %s %s\n", user, secret)
-		b.RecordUse(p.ID, LastUse{Protocol: "imap"})
-		b.Audit(AuditRecord{Action: "create", Via: "cli", User: user, Outcome: "ok", AppPasswordID: p.ID})
+		b.RecordUse(p.ID, store.LastUse{Protocol: "imap"})
+		b.Audit(store.AuditRecord{Action: "create", Via: "cli", User: user, Outcome: "ok", AppPasswordID: p.ID})
 		if i%7 == 0 {
 			if err := b.Flush(ctx); err != nil {
 				fmt.Fprintln(os.Stderr, "flush:", err)
@@ -70,7 +72,7 @@ func TestCrashAcknowledgedSurvive(t *testing.T) {
 		}
 		acked = append(acked, got...)
 
-		b, err := OpenBolt(context.Background(), BoltOptions{Path: filepath.Join(dir, "legate.db"), OpenTimeout: 5 * time.Second})
+		b, err := Open(context.Background(), Options{Path: filepath.Join(dir, "legate.db"), OpenTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill: %v", round, err)
 		}

@@ -1,41 +1,40 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
 
+	"github.com/legate-proxy/legate/store"
 	bolt "go.etcd.io/bbolt"
 )
 
 var (
-	_ Exporter = (*Bolt)(nil)
-	_ Importer = (*Bolt)(nil)
+	_ store.Exporter = (*Store)(nil)
+	_ store.Importer = (*Store)(nil)
 )
 
 // KeyID identifies the HMAC key (not secret: a keyed hash of a constant).
-func (b *Bolt) KeyID() string { return keyID(b.key) }
+func (b *Store) KeyID() string { return b.secrets.KeyID() }
 
 // ExportPasswords returns every app password as stored (after flushing),
 // sorted by user, then oldest first.
-func (b *Bolt) ExportPasswords(ctx context.Context) ([]AppPassword, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) ExportPasswords(ctx context.Context) ([]store.AppPassword, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	if err := b.flush(); err != nil {
+	defer b.lc.End()
+	if err := b.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
-	var out []AppPassword
-	err = b.db.View(func(tx *bolt.Tx) error {
+	var out []store.AppPassword
+	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPasswords).ForEach(func(k, v []byte) error {
-			var p AppPassword
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
+			p, err := store.UnmarshalRecord(string(k), v)
+			if err != nil {
+				return err
 			}
 			out = append(out, p)
 			return nil
@@ -44,24 +43,23 @@ func (b *Bolt) ExportPasswords(ctx context.Context) ([]AppPassword, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: export: %w", err)
 	}
-	sortExport(out)
+	store.SortExport(out)
 	return out, nil
 }
 
 // ExportAudit returns the whole audit chain, oldest first, after flushing.
-func (b *Bolt) ExportAudit(ctx context.Context) ([]AuditRecord, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) ExportAudit(ctx context.Context) ([]store.AuditRecord, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	if err := b.flush(); err != nil {
+	defer b.lc.End()
+	if err := b.batch.Flush(ctx); err != nil {
 		return nil, err
 	}
-	var out []AuditRecord
-	err = b.db.View(func(tx *bolt.Tx) error {
+	var out []store.AuditRecord
+	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
-			var r AuditRecord
+			var r store.AuditRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode audit record %x: %w", k, err)
 			}
@@ -76,12 +74,11 @@ func (b *Bolt) ExportAudit(ctx context.Context) ([]AuditRecord, error) {
 }
 
 // ImportPasswords stores records as they are; see Importer.
-func (b *Bolt) ImportPasswords(ctx context.Context, ps []AppPassword) (int, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) ImportPasswords(ctx context.Context, ps []store.AppPassword) (int, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer release()
+	defer b.lc.End()
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	written := 0
@@ -89,7 +86,7 @@ func (b *Bolt) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 	for len(ps) > 0 {
 		chunk := ps[:min(len(ps), batch)]
 		ps = ps[len(chunk):]
-		var added []AppPassword
+		var added []store.AppPassword
 		err := b.update(func(tx *bolt.Tx) error {
 			added = added[:0]
 			index := tx.Bucket(bucketIndex)
@@ -127,8 +124,8 @@ func (b *Bolt) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 			return written, fmt.Errorf("store: import: %w", err)
 		}
 		for _, p := range added {
-			if _, ok, _ := decodeRecordValue(p); ok {
-				b.rep.put(p)
+			if store.Usable(p) {
+				b.rep.Put(p)
 			}
 		}
 		written += len(added)
@@ -136,34 +133,37 @@ func (b *Bolt) ImportPasswords(ctx context.Context, ps []AppPassword) (int, erro
 	return written, nil
 }
 
-// decodeRecordValue reports whether Verify could match p.
-func decodeRecordValue(p AppPassword) (AppPassword, bool, error) {
-	return p, p.HashAlg == HashHMACSHA256 && len(p.Hash) == 32, nil
-}
-
 // ImportAudit appends the part of a source chain this log lacks; see
 // Importer.
-func (b *Bolt) ImportAudit(ctx context.Context, recs []AuditRecord) (int, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) ImportAudit(ctx context.Context, recs []store.AuditRecord) (int, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return 0, err
 	}
-	defer release()
-	if err := b.flush(); err != nil {
+	defer b.lc.End()
+	if err := b.batch.Flush(ctx); err != nil {
 		return 0, err
 	}
 	b.flushMu.Lock() // the chain head must not move under us
 	defer b.flushMu.Unlock()
 	written := 0
-	err = b.update(func(tx *bolt.Tx) error {
+	err := b.update(func(tx *bolt.Tx) error {
 		meta, audit := tx.Bucket(bucketMeta), tx.Bucket(bucketAudit)
-		var seq uint64
-		if v := meta.Get(metaAuditSeq); len(v) == 8 {
-			seq = binary.BigEndian.Uint64(v)
-		}
-		tail, err := auditTail(recs, seq, meta.Get(metaAuditHead))
+		head, _, err := readHead(tx)
 		if err != nil {
 			return err
+		}
+		tail, anchor, err := store.AuditTail(recs, head)
+		if err != nil {
+			return err
+		}
+		if anchor.Seq > 0 {
+			v, err := json.Marshal(anchor)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put(metaAuditAnchor, v); err != nil {
+				return err
+			}
 		}
 		for _, r := range tail {
 			v, err := json.Marshal(r)

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,23 +7,25 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/legate-proxy/legate/store"
 )
 
-// Test-only access to the internals of Bolt.
+// Test-only access to the internals of Store.
 
 // WriteTxs is the number of committed read-write transactions (each one an
-// fsync) since OpenBolt.
-func (b *Bolt) WriteTxs() uint64 { return b.writeTxs.Load() }
+// fsync) since Open.
+func (b *Store) WriteTxs() uint64 { return b.writeTxs.Load() }
 
 // BoltWrites is bbolt's own count of page writes since open.
-func (b *Bolt) BoltWrites() int64 {
+func (b *Store) BoltWrites() int64 {
 	s := b.db.Stats()
 	return s.TxStats.GetWrite()
 }
 
 // CheckIndex verifies that the passwords, index and byuser buckets agree:
 // no dangling index or byuser entry, no password missing from either.
-func (b *Bolt) CheckIndex() error {
+func (b *Store) CheckIndex() error {
 	return b.db.View(func(tx *bolt.Tx) error {
 		pw := tx.Bucket(bucketPasswords)
 		idx := tx.Bucket(bucketIndex)
@@ -35,8 +37,8 @@ func (b *Bolt) CheckIndex() error {
 			if v == nil {
 				return fmt.Errorf("index entry %x points to missing id %s", h, id)
 			}
-			var p AppPassword
-			if err := json.Unmarshal(v, &p); err != nil {
+			p, err := store.UnmarshalRecord(string(id), v)
+			if err != nil {
 				return err
 			}
 			if !bytes.Equal(p.Hash, h) {
@@ -61,8 +63,8 @@ func (b *Bolt) CheckIndex() error {
 			if v == nil {
 				return fmt.Errorf("byuser entry %q points to a missing id", k)
 			}
-			var p AppPassword
-			if err := json.Unmarshal(v, &p); err != nil {
+			p, err := store.UnmarshalRecord(string(k), v)
+			if err != nil {
 				return err
 			}
 			if p.User != string(k[:i]) {
@@ -85,10 +87,10 @@ type Cred struct{ User, Secret, ID string }
 
 // BulkLoad stores users × perUser app passwords in a few large transactions,
 // bypassing Create's fsync per password. For benchmarks.
-func (b *Bolt) BulkLoad(users, perUser int) ([]Cred, error) {
+func (b *Store) BulkLoad(users, perUser int) ([]Cred, error) {
 	var creds []Cred
 	const batch = 5000
-	var todo []AppPassword
+	var todo []store.AppPassword
 	flush := func() error {
 		b.wmu.Lock()
 		defer b.wmu.Unlock()
@@ -108,7 +110,7 @@ func (b *Bolt) BulkLoad(users, perUser int) ([]Cred, error) {
 		})
 		if err == nil {
 			for _, p := range todo {
-				b.rep.put(p)
+				b.rep.Put(p)
 			}
 		}
 		todo = todo[:0]
@@ -118,10 +120,10 @@ func (b *Bolt) BulkLoad(users, perUser int) ([]Cred, error) {
 	for u := range users {
 		user := fmt.Sprintf("user%05d", u)
 		for i := range perUser {
-			secret := Generate()
-			p := AppPassword{
-				ID: newID(), User: user, Name: fmt.Sprintf("device %d", i),
-				Created: now, HashAlg: HashHMACSHA256, Hash: b.hashSecret(secret),
+			secret := store.Generate()
+			p := store.AppPassword{
+				ID: store.NewID(), User: user, Name: fmt.Sprintf("device %d", i),
+				Created: now, HashAlg: store.HashHMACSHA256, Hash: b.secrets.Hash(secret),
 			}
 			todo = append(todo, p)
 			creds = append(creds, Cred{User: user, Secret: secret, ID: p.ID})
@@ -144,27 +146,29 @@ var (
 )
 
 // ReplicaLen is the number of app passwords in the in-memory replica.
-func (b *Bolt) ReplicaLen() int { return b.rep.len() }
+func (b *Store) ReplicaLen() int { return b.rep.Len() }
 
 // CheckReplica verifies that the in-memory replica holds exactly what a
 // fresh load from the database would: the same hashes, ids and owners.
-func (b *Bolt) CheckReplica() error {
+func (b *Store) CheckReplica() error {
 	disk, err := loadReplica(b.db, b.log)
 	if err != nil {
 		return err
 	}
-	b.rep.mu.RLock()
-	defer b.rep.mu.RUnlock()
-	if len(disk.byHash) != len(b.rep.byHash) {
-		return fmt.Errorf("replica has %d app passwords, database %d", len(b.rep.byHash), len(disk.byHash))
+	want := make(map[string]*store.AppPassword)
+	disk.Each(func(p *store.AppPassword) { want[string(p.Hash)] = p })
+	got := make(map[string]*store.AppPassword)
+	b.rep.Each(func(p *store.AppPassword) { got[string(p.Hash)] = p })
+	if len(want) != len(got) {
+		return fmt.Errorf("replica has %d app passwords, database %d", len(got), len(want))
 	}
-	for h, want := range disk.byHash {
-		got, ok := b.rep.byHash[h]
+	for h, w := range want {
+		g, ok := got[h]
 		if !ok {
-			return fmt.Errorf("app password %s of %s missing from the replica", want.ID, want.User)
+			return fmt.Errorf("app password %s of %s missing from the replica", w.ID, w.User)
 		}
-		if got.ID != want.ID || got.User != want.User || got.Name != want.Name || !bytes.Equal(got.Hash, h[:]) {
-			return fmt.Errorf("replica record %s/%s/%s differs from database %s/%s/%s", got.ID, got.User, got.Name, want.ID, want.User, want.Name)
+		if g.ID != w.ID || g.User != w.User || g.Name != w.Name {
+			return fmt.Errorf("replica record %s/%s/%s differs from database %s/%s/%s", g.ID, g.User, g.Name, w.ID, w.User, w.Name)
 		}
 	}
 	return nil

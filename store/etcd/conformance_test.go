@@ -1,4 +1,4 @@
-package store_test
+package etcd_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/testenv"
 	"github.com/legate-proxy/legate/store"
+	"github.com/legate-proxy/legate/store/etcd"
 	"github.com/legate-proxy/legate/store/storetest"
 )
 
@@ -35,33 +36,9 @@ func closeOnCleanup(t testing.TB, s store.Store) {
 	})
 }
 
-// boltHarness opens bbolt stores in temp directories sharing one HMAC key.
-func boltHarness(t *testing.T) storetest.Harness {
-	key := filepath.Join(t.TempDir(), "hmac.key")
-	return storetest.Harness{
-		New: func(t *testing.T) string { return t.TempDir() },
-		Open: func(t *testing.T, dir string) store.Store {
-			b, err := store.OpenBolt(context.Background(), store.BoltOptions{
-				Path: filepath.Join(dir, "legate.db"), KeyFile: key, Logger: logger(t), FlushInterval: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			closeOnCleanup(t, b)
-			return b
-		},
-		Check: func(t *testing.T, s store.Store) {
-			if err := s.(*store.Bolt).CheckIndex(); err != nil {
-				t.Error(err)
-			}
-		},
-	}
-}
-
-func TestConformanceBolt(t *testing.T) { storetest.Run(t, boltHarness(t)) }
-
 // etcdHarness opens etcd stores on cluster e, each location a fresh prefix,
 // all sharing one HMAC key.
-func etcdHarness(t *testing.T, e *testenv.Etcd, mod ...func(*store.EtcdOptions)) storetest.Harness {
+func etcdHarness(t *testing.T, e *testenv.Etcd, mod ...func(*etcd.Options)) storetest.Harness {
 	key := filepath.Join(t.TempDir(), "hmac.key")
 	var n atomic.Int64
 	return storetest.Harness{
@@ -70,21 +47,21 @@ func etcdHarness(t *testing.T, e *testenv.Etcd, mod ...func(*store.EtcdOptions))
 			return openEtcd(t, e, key, prefix, mod...)
 		},
 		Check: func(t *testing.T, s store.Store) {
-			if err := s.(*store.Etcd).CheckIndex(context.Background()); err != nil {
+			if err := s.(*etcd.Store).CheckIndex(context.Background()); err != nil {
 				t.Error(err)
 			}
 		},
 	}
 }
 
-func openEtcd(t testing.TB, e *testenv.Etcd, key, prefix string, mod ...func(*store.EtcdOptions)) *store.Etcd {
+func openEtcd(t testing.TB, e *testenv.Etcd, key, prefix string, mod ...func(*etcd.Options)) *etcd.Store {
 	t.Helper()
-	opts := store.EtcdOptions{Endpoints: e.Endpoints(), Prefix: prefix, KeyFile: key,
+	opts := etcd.Options{Endpoints: e.Endpoints(), Prefix: prefix, KeyFile: key,
 		Logger: logger(t), FlushInterval: time.Hour, DialTimeout: 5 * time.Second}
 	for _, m := range mod {
 		m(&opts)
 	}
-	s, err := store.OpenEtcd(context.Background(), opts)
+	s, err := etcd.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +69,7 @@ func openEtcd(t testing.TB, e *testenv.Etcd, key, prefix string, mod ...func(*st
 	return s
 }
 
-func TestConformanceEtcd(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Run("1 member", func(t *testing.T) {
 		storetest.Run(t, etcdHarness(t, testenv.StartEtcd(t, 1)))
 	})

@@ -1,19 +1,20 @@
-package store
+package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/legate-proxy/legate/store"
 )
 
-// Test-only access to the internals of Etcd.
+// Test-only access to the internals of Store.
 
 // CheckIndex verifies that pw/, idx/, id/ and users/ agree at one revision.
-func (s *Etcd) CheckIndex(ctx context.Context) error {
+func (s *Store) CheckIndex(ctx context.Context) error {
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return err
@@ -31,8 +32,8 @@ func (s *Etcd) CheckIndex(ctx context.Context) error {
 		}
 		npw++
 		user, id, _ := strings.Cut(rest, "\x00")
-		var p AppPassword
-		if err := json.Unmarshal(v, &p); err != nil {
+		p, err := store.UnmarshalRecord(k, v)
+		if err != nil {
 			return err
 		}
 		if p.ID != id || p.User != user {
@@ -71,7 +72,7 @@ func (s *Etcd) CheckIndex(ctx context.Context) error {
 }
 
 // ReplicaLen is the number of app passwords in the in-memory replica.
-func (s *Etcd) ReplicaLen() int { return s.rep.len() }
+func (s *Store) ReplicaLen() int { return s.rep.Len() }
 
 // Client is the etcd client, for tests that write around the store.
-func (s *Etcd) Client() *clientv3.Client { return s.cli }
+func (s *Store) Client() *clientv3.Client { return s.cli }

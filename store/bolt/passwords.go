@@ -1,29 +1,16 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/legate-proxy/legate/store"
 	bolt "go.etcd.io/bbolt"
 )
-
-// idEncoding spells IDs: 5 random bytes → 8 lower-case base32 characters.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-func newID() string {
-	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("store: crypto/rand failed: " + err.Error())
-	}
-	return idEncoding.EncodeToString(b[:])
-}
 
 func userKey(user, id string) []byte {
 	k := make([]byte, 0, len(user)+1+len(id))
@@ -45,20 +32,20 @@ func userIDs(tx *bolt.Tx, user string) []string {
 	return ids
 }
 
-func getPassword(tx *bolt.Tx, id string) (AppPassword, bool, error) {
+func getPassword(tx *bolt.Tx, id string) (store.AppPassword, bool, error) {
 	v := tx.Bucket(bucketPasswords).Get([]byte(id))
 	if v == nil {
-		return AppPassword{}, false, nil
+		return store.AppPassword{}, false, nil
 	}
-	var p AppPassword
-	if err := json.Unmarshal(v, &p); err != nil {
-		return AppPassword{}, false, fmt.Errorf("store: decode app password %s: %w", id, err)
+	p, err := store.UnmarshalRecord(id, v)
+	if err != nil {
+		return store.AppPassword{}, false, err
 	}
 	return p, true, nil
 }
 
-func putPassword(tx *bolt.Tx, p AppPassword) error {
-	v, err := json.Marshal(p)
+func putPassword(tx *bolt.Tx, p store.AppPassword) error {
+	v, err := store.MarshalRecord(p)
 	if err != nil {
 		return err
 	}
@@ -66,9 +53,9 @@ func putPassword(tx *bolt.Tx, p AppPassword) error {
 }
 
 // userPasswords loads user's passwords, oldest first.
-func userPasswords(tx *bolt.Tx, user string) ([]AppPassword, error) {
+func userPasswords(tx *bolt.Tx, user string) ([]store.AppPassword, error) {
 	ids := userIDs(tx, user)
-	out := make([]AppPassword, 0, len(ids))
+	out := make([]store.AppPassword, 0, len(ids))
 	for _, id := range ids {
 		p, ok, err := getPassword(tx, id)
 		if err != nil {
@@ -78,7 +65,7 @@ func userPasswords(tx *bolt.Tx, user string) ([]AppPassword, error) {
 			out = append(out, p)
 		}
 	}
-	slices.SortFunc(out, func(a, b AppPassword) int {
+	slices.SortFunc(out, func(a, b store.AppPassword) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
@@ -90,52 +77,51 @@ func userPasswords(tx *bolt.Tx, user string) ([]AppPassword, error) {
 // Create generates an app password and stores its keyed hash. The limit and
 // name checks and the writes happen in one transaction, which is fsynced
 // before Create returns: a returned secret survives a crash.
-func (b *Bolt) Create(ctx context.Context, req CreateRequest) (AppPassword, string, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
-		return AppPassword{}, "", err
+func (b *Store) Create(ctx context.Context, req store.CreateRequest) (store.AppPassword, string, error) {
+	if err := b.lc.Begin(ctx); err != nil {
+		return store.AppPassword{}, "", err
 	}
-	defer release()
-	user := NormalizeUser(req.User)
+	defer b.lc.End()
+	user := store.NormalizeUser(req.User)
 	name := strings.TrimSpace(req.Name)
 	if user == "" {
-		return AppPassword{}, "", errors.New("store: create: no user")
+		return store.AppPassword{}, "", errors.New("store: create: no user")
 	}
 	if strings.ContainsRune(user, 0) {
-		return AppPassword{}, "", errors.New("store: create: user name contains NUL")
+		return store.AppPassword{}, "", errors.New("store: create: user name contains NUL")
 	}
 	if name == "" {
-		return AppPassword{}, "", errors.New("store: create: an app password needs a name (the device, e.g. \"Laptop\")")
+		return store.AppPassword{}, "", errors.New("store: create: an app password needs a name (the device, e.g. \"Laptop\")")
 	}
 	limit := req.Limit
 	if limit <= 0 {
-		limit = DefaultLimit
+		limit = store.DefaultLimit
 	}
-	secret := Generate()
-	p := AppPassword{
+	secret := store.Generate()
+	p := store.AppPassword{
 		User:     user,
 		Name:     name,
 		Created:  b.now().UTC(),
 		Expires:  req.Expires,
 		Scope:    slices.Clone(req.Scope),
 		Networks: slices.Clone(req.Networks),
-		HashAlg:  HashHMACSHA256,
-		Hash:     b.hashSecret(secret),
+		HashAlg:  store.HashHMACSHA256,
+		Hash:     b.secrets.Hash(secret),
 	}
 	// wmu makes the replica apply writes in commit order (see replica).
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
-	err = b.update(func(tx *bolt.Tx) error {
+	err := b.update(func(tx *bolt.Tx) error {
 		existing, err := userPasswords(tx, user)
 		if err != nil {
 			return err
 		}
 		if len(existing) >= limit {
-			return errorf(ErrLimit, "store: user %s already has %d app passwords (the limit is %d): revoke one first", user, len(existing), limit)
+			return store.Errorf(store.ErrLimit, "store: user %s already has %d app passwords (the limit is %d): revoke one first", user, len(existing), limit)
 		}
 		for _, e := range existing {
 			if strings.EqualFold(e.Name, name) {
-				return errorf(ErrNameTaken, "store: user %s already has an app password named %q (id %s)", user, e.Name, e.ID)
+				return store.Errorf(store.ErrNameTaken, "store: user %s already has an app password named %q (id %s)", user, e.Name, e.ID)
 			}
 		}
 		index := tx.Bucket(bucketIndex)
@@ -145,7 +131,7 @@ func (b *Bolt) Create(ctx context.Context, req CreateRequest) (AppPassword, stri
 		}
 		pw := tx.Bucket(bucketPasswords)
 		for {
-			p.ID = newID()
+			p.ID = store.NewID()
 			if pw.Get([]byte(p.ID)) == nil {
 				break
 			}
@@ -159,47 +145,45 @@ func (b *Bolt) Create(ctx context.Context, req CreateRequest) (AppPassword, stri
 		return tx.Bucket(bucketByUser).Put(userKey(user, p.ID), nil)
 	})
 	if err != nil {
-		if errors.Is(err, ErrLimit) || errors.Is(err, ErrNameTaken) {
-			return AppPassword{}, "", err
+		if errors.Is(err, store.ErrLimit) || errors.Is(err, store.ErrNameTaken) {
+			return store.AppPassword{}, "", err
 		}
-		return AppPassword{}, "", fmt.Errorf("store: create: %w", err)
+		return store.AppPassword{}, "", fmt.Errorf("store: create: %w", err)
 	}
-	b.rep.put(p) // committed: Verify sees it before Create returns
+	b.rep.Put(p) // committed: Verify sees it before Create returns
 	return p, secret, nil
 }
 
 // List returns user's app passwords, oldest first, with pending last uses
 // merged in.
-func (b *Bolt) List(ctx context.Context, user string) ([]AppPassword, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) List(ctx context.Context, user string) ([]store.AppPassword, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	var out []AppPassword
-	err = b.db.View(func(tx *bolt.Tx) error {
+	defer b.lc.End()
+	var out []store.AppPassword
+	err := b.db.View(func(tx *bolt.Tx) error {
 		var err error
-		out, err = userPasswords(tx, NormalizeUser(user))
+		out, err = userPasswords(tx, store.NormalizeUser(user))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: list: %w", err)
 	}
 	for i := range out {
-		out[i].LastUse = b.mergeUse(out[i].ID, out[i].LastUse)
+		out[i].LastUse = b.batch.MergeUse(out[i].ID, out[i].LastUse)
 	}
 	return out, nil
 }
 
 // Users returns every user with at least one app password, sorted.
-func (b *Bolt) Users(ctx context.Context) ([]string, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) Users(ctx context.Context) ([]string, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
+	defer b.lc.End()
 	var users []string
-	err = b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketByUser).Cursor()
 		for k, _ := c.First(); k != nil; {
 			i := bytes.IndexByte(k, 0)
@@ -221,13 +205,12 @@ func (b *Bolt) Users(ctx context.Context) ([]string, error) {
 
 // Revoke deletes the selected app passwords of user together with their
 // index and byuser entries, in one transaction.
-func (b *Bolt) Revoke(ctx context.Context, user string, sel Selector) ([]AppPassword, error) {
-	release, err := b.begin(ctx)
-	if err != nil {
+func (b *Store) Revoke(ctx context.Context, user string, sel store.Selector) ([]store.AppPassword, error) {
+	if err := b.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	user = NormalizeUser(user)
+	defer b.lc.End()
+	user = store.NormalizeUser(user)
 	n := 0
 	for _, set := range []bool{sel.ID != "", sel.Name != "", sel.All} {
 		if set {
@@ -237,10 +220,10 @@ func (b *Bolt) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 	if n != 1 {
 		return nil, errors.New("store: revoke: set exactly one of id, name or all")
 	}
-	var revoked []AppPassword
+	var revoked []store.AppPassword
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
-	err = b.update(func(tx *bolt.Tx) error {
+	err := b.update(func(tx *bolt.Tx) error {
 		all, err := userPasswords(tx, user)
 		if err != nil {
 			return err
@@ -254,7 +237,7 @@ func (b *Bolt) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 			}
 		}
 		if len(revoked) == 0 && !sel.All {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		for _, p := range revoked {
 			if err := tx.Bucket(bucketPasswords).Delete([]byte(p.ID)); err != nil {
@@ -269,7 +252,7 @@ func (b *Bolt) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 		}
 		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	if err != nil {
@@ -277,12 +260,10 @@ func (b *Bolt) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 	}
 	// Committed: Verify stops accepting them before Revoke returns.
 	for _, p := range revoked {
-		b.rep.remove(p.Hash, p.ID)
+		b.rep.Remove(p.Hash, p.ID)
 	}
-	b.pmu.Lock()
 	for _, p := range revoked {
-		delete(b.pendingUse, p.ID)
+		b.batch.Forget(p.ID)
 	}
-	b.pmu.Unlock()
 	return revoked, nil
 }

@@ -1,4 +1,6 @@
-package store
+// Package bolt is the embedded implementation of store.Store, on one bbolt
+// (go.etcd.io/bbolt) database file with its HMAC key file beside it.
+package bolt
 
 import (
 	"context"
@@ -13,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/legate-proxy/legate/store"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -24,7 +27,8 @@ import (
 //	byuser     user \x00 id → (empty); a prefix cursor lists or counts a user's passwords
 //	audit      big-endian uint64 seq → JSON AuditRecord
 //	meta       "audit_seq" → big-endian uint64 of the last audit record,
-//	           "audit_head" → hash of the last audit record
+//	           "audit_head" → hash of the last audit record,
+//	           "audit_anchor" → JSON store.AuditHead of the last pruned record
 var (
 	bucketPasswords = []byte("passwords")
 	bucketIndex     = []byte("index")
@@ -32,21 +36,16 @@ var (
 	bucketAudit     = []byte("audit")
 	bucketMeta      = []byte("meta")
 
-	metaAuditSeq  = []byte("audit_seq")
-	metaAuditHead = []byte("audit_head")
+	metaAuditSeq    = []byte("audit_seq")
+	metaAuditHead   = []byte("audit_head")
+	metaAuditAnchor = []byte("audit_anchor")
 )
 
-// Defaults of BoltOptions and CreateRequest.
-const (
-	DefaultLimit         = 40
-	DefaultOpenTimeout   = time.Second
-	DefaultFlushInterval = 2 * time.Second
-	// DefaultMaxPending bounds the in-memory audit queue and last-use map.
-	DefaultMaxPending = 100_000
-)
+// DefaultOpenTimeout is Options.OpenTimeout's zero value.
+const DefaultOpenTimeout = time.Second
 
-// BoltOptions configures OpenBolt. The zero value of every field but Path works.
-type BoltOptions struct {
+// Options configures Open. The zero value of every field but Path works.
+type Options struct {
 	// Path of the bbolt database file (created 0600 if missing). Required.
 	Path string
 	// KeyFile is the HMAC key file; empty means "hmac.key" in Path's
@@ -61,53 +60,49 @@ type BoltOptions struct {
 	// means 100,000. When it is full the oldest pending record is dropped,
 	// counted, logged, and the gap is itself written to the audit log.
 	MaxPending int
+	// MaxPendingBytes bounds the same queue in bytes; zero means 16 MiB.
+	MaxPendingBytes int
+	// ThrottleWindow aggregates throttled login attempts (see
+	// store.BatcherOptions); zero means one minute.
+	ThrottleWindow time.Duration
+	// Retain is how long audit records are kept (audit.retain); zero
+	// means forever.
+	Retain time.Duration
 	// Logger receives flush errors and drop warnings; nil means discard.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Bolt is the bbolt implementation of Store. Create it with OpenBolt.
-type Bolt struct {
-	db       *bolt.DB
-	path     string
-	pidFile  string
-	key      []byte
-	log      *slog.Logger
-	now      func() time.Time
-	interval time.Duration
-	maxPend  int
+// Store is the bbolt implementation of store.Store. Create it with Open.
+type Store struct {
+	db      *bolt.DB
+	path    string
+	pidFile string
+	log     *slog.Logger
+	now     func() time.Time
 
-	lifecycle
-
-	// pmu guards the pending (not yet flushed) last uses and audit records.
-	pmu         sync.Mutex
-	pendingUse  map[string]LastUse
-	pendingAud  []AuditRecord
-	droppedAud  uint64
-	kick        chan struct{} // non-blocking "flush soon" signal
-	flushMu     sync.Mutex    // serialises flushes (audit chain order)
-	stop        chan struct{}
-	flusherDone sync.WaitGroup
+	lc          store.Lifecycle // operations vs Close
+	store.Queue                 // RecordUse, Audit, Flush, AuditStats
+	batch       *store.Batcher
+	flushMu     sync.Mutex // audit appends and pruning, one at a time (chain order)
 
 	writeTxs atomic.Uint64 // read-write transactions committed (tests, metrics)
 
-	// Verify's login path: the HMAC pool, the in-memory replica of the
-	// passwords bucket and the record a miss is compared against. wmu is
-	// held by Create and Revoke across their write transaction and the
-	// replica update that follows it.
-	hash  *hasher
-	rep   *replica
-	dummy *AppPassword
-	wmu   sync.Mutex
+	// Verify's login path: the HMAC and the in-memory replica of the
+	// passwords bucket. wmu is held by Create and Revoke across their write
+	// transaction and the replica update that follows it.
+	secrets *store.Secrets
+	rep     *store.Replica
+	wmu     sync.Mutex
 }
 
-var _ Store = (*Bolt)(nil)
+var _ store.Store = (*Store)(nil)
 
-// OpenBolt opens (creating if needed) the database and its HMAC key file,
+// Open opens (creating if needed) the database and its HMAC key file,
 // writes a pid file beside the database and starts the background flusher,
 // which Close stops.
-func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
+func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -121,29 +116,17 @@ func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
 	if filepath.Clean(keyPath) == filepath.Clean(opts.Path) {
 		return nil, fmt.Errorf("store: open: key file %s must not be the database", keyPath)
 	}
-	b := &Bolt{
-		path:       opts.Path,
-		pidFile:    opts.Path + ".pid",
-		log:        opts.Logger,
-		now:        opts.Now,
-		interval:   opts.FlushInterval,
-		maxPend:    opts.MaxPending,
-		pendingUse: make(map[string]LastUse),
-		kick:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
+	b := &Store{
+		path:    opts.Path,
+		pidFile: opts.Path + ".pid",
+		log:     opts.Logger,
+		now:     opts.Now,
 	}
-	b.lifecycle.init()
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	if b.now == nil {
 		b.now = time.Now
-	}
-	if b.interval <= 0 {
-		b.interval = DefaultFlushInterval
-	}
-	if b.maxPend <= 0 {
-		b.maxPend = DefaultMaxPending
 	}
 	timeout := opts.OpenTimeout
 	if timeout <= 0 {
@@ -160,14 +143,12 @@ func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
 	b.db = db
 	// The key is read only once we hold the database lock, so two processes
 	// racing on first start cannot both create one.
-	key, err := loadOrCreateKey(keyPath)
+	key, err := store.LoadKey(keyPath)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	b.key = key
-	b.hash = newHasher(key)
-	b.dummy = newDummy()
+	b.secrets = store.NewSecrets(key)
 	err = b.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPasswords, bucketIndex, bucketByUser, bucketAudit, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -188,21 +169,21 @@ func OpenBolt(ctx context.Context, opts BoltOptions) (*Bolt, error) {
 		// The pid only improves an error message; do not refuse to start.
 		b.log.Warn("store: cannot write pid file", "file", b.pidFile, "err", err)
 	}
-	b.flusherDone.Add(1)
-	go b.flusher()
+	b.batch = store.NewBatcher(b, store.BatcherOptions{
+		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
+		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: b.log, Now: b.now,
+	})
+	b.Queue = store.NewQueue(b.batch, &b.lc)
 	return b, nil
 }
 
 // Close flushes pending last uses and audit records, stops the flusher and
 // closes the database. Operations after Close return ErrClosed.
-func (b *Bolt) Close() error {
-	if !b.shut() {
-		return ErrClosed
+func (b *Store) Close() error {
+	if !b.lc.Shut() {
+		return store.ErrClosed
 	}
-
-	close(b.stop)
-	b.flusherDone.Wait()
-	ferr := b.flush()
+	ferr := b.batch.Close(context.Background())
 	cerr := b.db.Close()
 	if data, err := os.ReadFile(b.pidFile); err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(os.Getpid()) {
 		os.Remove(b.pidFile)
@@ -218,7 +199,7 @@ func (b *Bolt) Close() error {
 
 // update runs fn in a read-write transaction, which bbolt fsyncs on commit,
 // and counts it.
-func (b *Bolt) update(fn func(tx *bolt.Tx) error) error {
+func (b *Store) update(fn func(tx *bolt.Tx) error) error {
 	err := b.db.Update(fn)
 	if err == nil {
 		b.writeTxs.Add(1)
@@ -240,7 +221,7 @@ func (e *lockedError) Error() string {
 	return fmt.Sprintf("store: database %s is locked by another legate process (%s) — use the admin socket or stop it", e.path, pid)
 }
 
-func (e *lockedError) Unwrap() error { return ErrLocked }
+func (e *lockedError) Unwrap() error { return store.ErrLocked }
 
 func readPid(path string) int {
 	data, err := os.ReadFile(path)
@@ -252,17 +233,4 @@ func readPid(path string) int {
 		return 0
 	}
 	return pid
-}
-
-// sentinelError has its own message but matches a sentinel with errors.Is.
-type sentinelError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *sentinelError) Error() string { return e.msg }
-func (e *sentinelError) Unwrap() error { return e.sentinel }
-
-func errorf(sentinel error, format string, args ...any) error {
-	return &sentinelError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/legate-proxy/legate/store"
 )
 
 // BenchmarkVerify measures the login-path lookup against 10,000 users × 5
@@ -40,7 +42,7 @@ func BenchmarkVerify(b *testing.B) {
 	// repeats one secret).
 	wrong := make([]Cred, 4096)
 	for i := range wrong {
-		wrong[i] = Cred{User: creds[(i*7919)%len(creds)].User, Secret: Generate()}
+		wrong[i] = Cred{User: creds[(i*7919)%len(creds)].User, Secret: store.Generate()}
 	}
 	b.Run("miss-spread", func(b *testing.B) {
 		i := 0
@@ -62,8 +64,8 @@ func BenchmarkVerify(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s.RecordUse(p.ID, LastUse{Time: time.Now(), Protocol: "imap"})
-			s.Audit(AuditRecord{Action: "login", User: c.User, Outcome: "allow", AppPasswordID: p.ID})
+			s.RecordUse(p.ID, store.LastUse{Time: time.Now(), Protocol: "imap"})
+			s.Audit(store.AuditRecord{Action: "login", User: c.User, Outcome: "allow", AppPasswordID: p.ID})
 		}
 		b.ReportMetric(float64(s.WriteTxs()-before)/float64(b.N), "writetx/op")
 		b.StopTimer()
@@ -104,7 +106,7 @@ func BenchmarkCreate(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		req := CreateRequest{User: fmt.Sprintf("bench%d", i%1000), Name: fmt.Sprintf("dev%d", i), Limit: 1 << 30}
+		req := store.CreateRequest{User: fmt.Sprintf("bench%d", i%1000), Name: fmt.Sprintf("dev%d", i), Limit: 1 << 30}
 		if _, _, err := s.Create(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}

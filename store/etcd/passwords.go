@@ -1,9 +1,8 @@
-package store
+package etcd
 
 import (
 	"context"
 	"crypto/hmac"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/legate-proxy/legate/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,14 +23,14 @@ const maxTxnRetries = 200
 // userSnap is one user's app passwords and the fence (the ModRevision of
 // the users/<user> counter key) at one etcd revision.
 type userSnap struct {
-	ps    []AppPassword
+	ps    []store.AppPassword
 	fence int64
 	rev   int64 // the revision read
 }
 
 // snapshot reads the user's records and counter in one read-only txn, so both
 // are from the same revision.
-func (s *Etcd) snapshot(ctx context.Context, user string) (userSnap, error) {
+func (s *Store) snapshot(ctx context.Context, user string) (userSnap, error) {
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.pwUserPrefix(user), clientv3.WithPrefix()),
 		clientv3.OpGet(s.userCountKey(user)),
@@ -40,16 +40,16 @@ func (s *Etcd) snapshot(ctx context.Context, user string) (userSnap, error) {
 	}
 	snap := userSnap{rev: resp.Header.Revision}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		var p AppPassword
-		if err := json.Unmarshal(kv.Value, &p); err != nil {
-			return userSnap{}, fmt.Errorf("decode %s: %w", kv.Key, err)
+		p, err := store.UnmarshalRecord(string(kv.Key), kv.Value)
+		if err != nil {
+			return userSnap{}, err
 		}
 		snap.ps = append(snap.ps, p)
 	}
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		snap.fence = kvs[0].ModRevision
 	}
-	slices.SortFunc(snap.ps, func(a, b AppPassword) int {
+	slices.SortFunc(snap.ps, func(a, b store.AppPassword) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
@@ -59,12 +59,12 @@ func (s *Etcd) snapshot(ctx context.Context, user string) (userSnap, error) {
 }
 
 // fenceCmp is true when the user's counter has not changed since snap.
-func (s *Etcd) fenceCmp(user string, snap userSnap) clientv3.Cmp {
+func (s *Store) fenceCmp(user string, snap userSnap) clientv3.Cmp {
 	return clientv3.Compare(clientv3.ModRevision(s.userCountKey(user)), "=", snap.fence)
 }
 
 // countOp sets the user's counter to n, deleting it at zero.
-func (s *Etcd) countOp(user string, n int) clientv3.Op {
+func (s *Store) countOp(user string, n int) clientv3.Op {
 	if n <= 0 {
 		return clientv3.OpDelete(s.userCountKey(user))
 	}
@@ -76,22 +76,21 @@ func (s *Etcd) countOp(user string, n int) clientv3.Op {
 // counter, the secret's index key and the id key are unchanged, so two
 // instances racing cannot exceed the limit. It returns once the write is
 // committed by a quorum and applied to this instance's replica.
-func (s *Etcd) Create(ctx context.Context, req CreateRequest) (AppPassword, string, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
-		return AppPassword{}, "", err
+func (s *Store) Create(ctx context.Context, req store.CreateRequest) (store.AppPassword, string, error) {
+	if err := s.lc.Begin(ctx); err != nil {
+		return store.AppPassword{}, "", err
 	}
-	defer release()
+	defer s.lc.End()
 	user, name, limit, err := checkCreate(req)
 	if err != nil {
-		return AppPassword{}, "", err
+		return store.AppPassword{}, "", err
 	}
-	secret := Generate()
-	h := s.hash.sum(secret)
-	p := AppPassword{
+	secret := store.Generate()
+	h := s.secrets.Sum(secret)
+	p := store.AppPassword{
 		User: user, Name: name, Created: s.now().UTC(), Expires: req.Expires,
 		Scope: slices.Clone(req.Scope), Networks: slices.Clone(req.Networks),
-		HashAlg: HashHMACSHA256, Hash: h[:],
+		HashAlg: store.HashHMACSHA256, Hash: h[:],
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -102,25 +101,25 @@ func (s *Etcd) Create(ctx context.Context, req CreateRequest) (AppPassword, stri
 			if transient(ctx, err) {
 				continue
 			}
-			return AppPassword{}, "", fmt.Errorf("store: create: %w", err)
+			return store.AppPassword{}, "", fmt.Errorf("store: create: %w", err)
 		}
-		if tried && slices.ContainsFunc(snap.ps, func(e AppPassword) bool { return e.ID == p.ID && hmac.Equal(e.Hash, p.Hash) }) {
+		if tried && slices.ContainsFunc(snap.ps, func(e store.AppPassword) bool { return e.ID == p.ID && hmac.Equal(e.Hash, p.Hash) }) {
 			s.feed.waitApplied(ctx, snap.rev) // the lost reply's txn did commit
 			return p, secret, nil
 		}
 		tried = false
 		if len(snap.ps) >= limit {
-			return AppPassword{}, "", errorf(ErrLimit, "store: user %s already has %d app passwords (the limit is %d): revoke one first", user, len(snap.ps), limit)
+			return store.AppPassword{}, "", store.Errorf(store.ErrLimit, "store: user %s already has %d app passwords (the limit is %d): revoke one first", user, len(snap.ps), limit)
 		}
 		for _, e := range snap.ps {
 			if strings.EqualFold(e.Name, name) {
-				return AppPassword{}, "", errorf(ErrNameTaken, "store: user %s already has an app password named %q (id %s)", user, e.Name, e.ID)
+				return store.AppPassword{}, "", store.Errorf(store.ErrNameTaken, "store: user %s already has an app password named %q (id %s)", user, e.Name, e.ID)
 			}
 		}
-		p.ID = newID()
-		v, err := json.Marshal(p)
+		p.ID = store.NewID()
+		v, err := store.MarshalRecord(p)
 		if err != nil {
-			return AppPassword{}, "", fmt.Errorf("store: create: %w", err)
+			return store.AppPassword{}, "", fmt.Errorf("store: create: %w", err)
 		}
 		resp, err := s.cli.Txn(ctx).If(
 			s.fenceCmp(user, snap),
@@ -137,7 +136,7 @@ func (s *Etcd) Create(ctx context.Context, req CreateRequest) (AppPassword, stri
 				tried = true
 				continue
 			}
-			return AppPassword{}, "", fmt.Errorf("store: create: %w", err)
+			return store.AppPassword{}, "", fmt.Errorf("store: create: %w", err)
 		}
 		if resp.Succeeded {
 			s.feed.waitApplied(ctx, resp.Header.Revision)
@@ -146,12 +145,12 @@ func (s *Etcd) Create(ctx context.Context, req CreateRequest) (AppPassword, stri
 		// Another instance changed this user, or (never in practice) the
 		// id or secret collided: read again and retry.
 	}
-	return AppPassword{}, "", fmt.Errorf("store: create: user %s is changing too fast, try again", user)
+	return store.AppPassword{}, "", fmt.Errorf("store: create: user %s is changing too fast, try again", user)
 }
 
-// checkCreate validates and normalises a CreateRequest as Bolt does.
-func checkCreate(req CreateRequest) (user, name string, limit int, err error) {
-	user = NormalizeUser(req.User)
+// checkCreate validates and normalises a CreateRequest as Store does.
+func checkCreate(req store.CreateRequest) (user, name string, limit int, err error) {
+	user = store.NormalizeUser(req.User)
 	name = strings.TrimSpace(req.Name)
 	switch {
 	case user == "":
@@ -163,36 +162,34 @@ func checkCreate(req CreateRequest) (user, name string, limit int, err error) {
 	}
 	limit = req.Limit
 	if limit <= 0 {
-		limit = DefaultLimit
+		limit = store.DefaultLimit
 	}
 	return user, name, limit, nil
 }
 
 // List returns user's app passwords, oldest first, read from etcd (not the
 // replica) with pending last uses merged in.
-func (s *Etcd) List(ctx context.Context, user string) ([]AppPassword, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) List(ctx context.Context, user string) ([]store.AppPassword, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	snap, err := s.snapshot(ctx, NormalizeUser(user))
+	defer s.lc.End()
+	snap, err := s.snapshot(ctx, store.NormalizeUser(user))
 	if err != nil {
 		return nil, fmt.Errorf("store: list: %w", err)
 	}
 	for i := range snap.ps {
-		snap.ps[i].LastUse = s.mergeUse(snap.ps[i].ID, snap.ps[i].LastUse)
+		snap.ps[i].LastUse = s.batch.MergeUse(snap.ps[i].ID, snap.ps[i].LastUse)
 	}
 	return snap.ps, nil
 }
 
 // Users returns every user with at least one app password, sorted.
-func (s *Etcd) Users(ctx context.Context) ([]string, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) Users(ctx context.Context) ([]string, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
+	defer s.lc.End()
 	resp, err := s.cli.Get(ctx, s.usersPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("store: users: %w", err)
@@ -208,19 +205,18 @@ func (s *Etcd) Users(ctx context.Context) ([]string, error) {
 // keys in one txn fenced on the user's counter. When it returns, this
 // instance's replica no longer has them; other instances drop them when
 // their watch delivers the deletes (and call their OnRevoke functions).
-func (s *Etcd) Revoke(ctx context.Context, user string, sel Selector) ([]AppPassword, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
+func (s *Store) Revoke(ctx context.Context, user string, sel store.Selector) ([]store.AppPassword, error) {
+	if err := s.lc.Begin(ctx); err != nil {
 		return nil, err
 	}
-	defer release()
-	user = NormalizeUser(user)
+	defer s.lc.End()
+	user = store.NormalizeUser(user)
 	if err := checkSelector(sel); err != nil {
 		return nil, err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	var done, unsure []AppPassword // unsure: a txn whose reply was lost
+	var done, unsure []store.AppPassword // unsure: a txn whose reply was lost
 	for range maxTxnRetries {
 		snap, err := s.snapshot(ctx, user)
 		if err != nil {
@@ -230,7 +226,7 @@ func (s *Etcd) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 			return nil, fmt.Errorf("store: revoke: %w", err)
 		}
 		for _, p := range unsure {
-			if !slices.ContainsFunc(snap.ps, func(e AppPassword) bool { return e.ID == p.ID }) {
+			if !slices.ContainsFunc(snap.ps, func(e store.AppPassword) bool { return e.ID == p.ID }) {
 				done = append(done, p) // it did commit
 			}
 		}
@@ -240,7 +236,7 @@ func (s *Etcd) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 			if len(done) > 0 || sel.All {
 				return done, nil
 			}
-			return nil, ErrNotFound
+			return nil, store.ErrNotFound
 		}
 		// 3 ops per password plus the counter must stay under etcd's
 		// --max-txn-ops (default 128): more than revokeChunk (only with
@@ -266,11 +262,9 @@ func (s *Etcd) Revoke(ctx context.Context, user string, sel Selector) ([]AppPass
 			continue // another instance changed this user: read again
 		}
 		s.feed.waitApplied(ctx, resp.Header.Revision)
-		s.pmu.Lock()
 		for _, p := range batch {
-			delete(s.pendingUse, p.ID)
+			s.batch.Forget(p.ID)
 		}
-		s.pmu.Unlock()
 		done = append(done, batch...)
 		if len(batch) == len(revoked) {
 			return done, nil
@@ -306,7 +300,7 @@ func transient(ctx context.Context, err error) bool {
 	}
 }
 
-func checkSelector(sel Selector) error {
+func checkSelector(sel store.Selector) error {
 	n := 0
 	for _, set := range []bool{sel.ID != "", sel.Name != "", sel.All} {
 		if set {
@@ -319,8 +313,8 @@ func checkSelector(sel Selector) error {
 	return nil
 }
 
-func selectRevoked(all []AppPassword, sel Selector) []AppPassword {
-	var out []AppPassword
+func selectRevoked(all []store.AppPassword, sel store.Selector) []store.AppPassword {
+	var out []store.AppPassword
 	for _, p := range all {
 		switch {
 		case sel.All,
@@ -333,33 +327,22 @@ func selectRevoked(all []AppPassword, sel Selector) []AppPassword {
 }
 
 // Verify finds the app password of user whose secret this is, in the
-// in-memory replica, with the same constant-work steps as Bolt.Verify. When
-// the replica has not been confirmed current for StaleGrace it returns
-// ErrUnavailable (not ErrNotFound), which the login service answers with
-// "unavailable".
-func (s *Etcd) Verify(ctx context.Context, user, secret string) (AppPassword, error) {
-	release, err := s.begin(ctx)
-	if err != nil {
-		return AppPassword{}, err
+// in-memory replica, with the same constant-work steps as store/bolt (see
+// store.Secrets.Match). When the replica has not been confirmed current for
+// StaleGrace it returns ErrUnavailable (not store.ErrNotFound), which the
+// login service answers with "unavailable".
+func (s *Store) Verify(ctx context.Context, user, secret string) (store.AppPassword, error) {
+	if err := s.lc.Begin(ctx); err != nil {
+		return store.AppPassword{}, err
 	}
-	defer release()
+	defer s.lc.End()
 	if !s.feed.fresh() {
-		return AppPassword{}, ErrUnavailable
+		return store.AppPassword{}, ErrUnavailable
 	}
-	user = NormalizeUser(user)
-	h := s.hash.sum(secret)
-	rec := s.rep.get(h)
-	found := rec != nil
-	if !found {
-		rec = s.dummy
-	}
-	hashOK := hmac.Equal(h[:], rec.Hash)
-	algOK := rec.HashAlg == HashHMACSHA256
-	ownerOK := ctEqualString(user, rec.User)
-	p := rec.clone()
-	p.LastUse = s.mergeUse(p.ID, p.LastUse)
-	if !(found && hashOK && algOK && ownerOK) {
-		return AppPassword{}, ErrNotFound
+	p, ok := s.secrets.Match(s.rep, user, secret)
+	p.LastUse = s.batch.MergeUse(p.ID, p.LastUse)
+	if !ok {
+		return store.AppPassword{}, store.ErrNotFound
 	}
 	return p, nil
 }

@@ -1,4 +1,6 @@
-package store
+// Package etcd is the implementation of store.Store that several Legate
+// instances share, on etcd (go.etcd.io/etcd/client/v3).
+package etcd
 
 import (
 	"context"
@@ -10,12 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/legate-proxy/legate/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// Etcd is the etcd implementation of Store, for several Legate instances that
-// share app passwords, audit log and revocations. Create it with OpenEtcd.
+// Store is the etcd implementation of store.Store, for several Legate instances that
+// share app passwords, audit log and revocations. Create it with Open.
 //
 // Layout under Prefix (P):
 //
@@ -27,36 +30,28 @@ import (
 //	                     of that user compares on, so racing instances cannot
 //	                     exceed the limit (deleted at zero: Users ranges it)
 //	P audit/head         JSON {seq, hash} of the last audit record
-//	P audit/r/<%016x>    JSON AuditRecord, chained as in Bolt
+//	P audit/r/<%016x>    JSON AuditRecord, chained (see store/audit.go)
+//	P audit/anchor       JSON {seq, hash} of the last pruned audit record
 //
 // Verify never asks etcd: each instance keeps an in-memory replica of the
 // pw/ records (see etcd_watch.go) fed by a watch from a known revision.
 // Every instance must use the same HMAC key file.
-type Etcd struct {
-	cli      *clientv3.Client
-	prefix   string
-	key      []byte
-	keyID    string
-	log      *slog.Logger
-	now      func() time.Time
-	interval time.Duration
-	maxPend  int
-	grace    time.Duration
-	probe    time.Duration
+type Store struct {
+	cli    *clientv3.Client
+	prefix string
+	log    *slog.Logger
+	now    func() time.Time
+	grace  time.Duration
+	probe  time.Duration
 
-	lifecycle
+	lc          store.Lifecycle // operations vs Close
+	store.Queue                 // RecordUse, Audit, Flush, AuditStats
+	batch       *store.Batcher
+	flushMu     sync.Mutex // this instance's audit appends and pruning, one at a time
 
-	pmu        sync.Mutex
-	pendingUse map[string]LastUse
-	pendingAud []AuditRecord
-	droppedAud uint64
-	kick       chan struct{}
-	flushMu    sync.Mutex
-
-	hash  *hasher
-	dummy *AppPassword
-	rep   *replica
-	feed  *etcdFeed
+	secrets *store.Secrets
+	rep     *store.Replica
+	feed    *etcdFeed
 
 	wmu sync.Mutex // one local Create or Revoke at a time: fewer txn conflicts
 
@@ -65,21 +60,21 @@ type Etcd struct {
 }
 
 var (
-	_ Store              = (*Etcd)(nil)
-	_ RevocationNotifier = (*Etcd)(nil)
-	_ Exporter           = (*Etcd)(nil)
-	_ Importer           = (*Etcd)(nil)
+	_ store.Store              = (*Store)(nil)
+	_ store.RevocationNotifier = (*Store)(nil)
+	_ store.Exporter           = (*Store)(nil)
+	_ store.Importer           = (*Store)(nil)
 )
 
-// Defaults of EtcdOptions.
+// Defaults of Options.
 const (
-	DefaultEtcdPrefix      = "/legate/"
+	DefaultPrefix          = "/legate/"
 	DefaultEtcdDialTimeout = 5 * time.Second
 	DefaultStaleGrace      = 60 * time.Second
 )
 
-// EtcdOptions configures OpenEtcd. Endpoints and KeyFile are required.
-type EtcdOptions struct {
+// Options configures Open. Endpoints and KeyFile are required.
+type Options struct {
 	// Endpoints are etcd client URLs or host:port.
 	Endpoints []string
 	// Prefix of every key; empty means "/legate/". A missing trailing "/"
@@ -104,9 +99,13 @@ type EtcdOptions struct {
 	// FlushInterval is how often pending last uses and audit records are
 	// written; zero means 2s.
 	FlushInterval time.Duration
-	// MaxPending bounds the audit queue as in BoltOptions; zero means
-	// 100,000.
-	MaxPending int
+	// MaxPending, MaxPendingBytes, ThrottleWindow and Retain bound the
+	// audit as in store.BatcherOptions (zero: 100,000 records, 16 MiB,
+	// one minute, forever).
+	MaxPending      int
+	MaxPendingBytes int
+	ThrottleWindow  time.Duration
+	Retain          time.Duration
 	// Logger receives errors and warnings; nil means discard.
 	Logger *slog.Logger
 	// Now is the clock for record times; nil means time.Now.
@@ -118,38 +117,30 @@ type EtcdOptions struct {
 // the login service answers "unavailable" rather than trust it.
 var ErrUnavailable = errors.New("store: etcd unreachable for longer than the stale grace; not trusting the local replica")
 
-// OpenEtcd connects to etcd, loads the replica with one range read and
+// Open connects to etcd, loads the replica with one range read and
 // starts the watch, probe and flush goroutines, which Close stops.
-func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
+func Open(ctx context.Context, opts Options) (*Store, error) {
 	if len(opts.Endpoints) == 0 {
 		return nil, errors.New("store: etcd: no endpoints")
 	}
 	if opts.KeyFile == "" {
 		return nil, errors.New("store: etcd: no HMAC key file")
 	}
-	key, err := loadOrCreateKey(opts.KeyFile)
+	key, err := store.LoadKey(opts.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	s := &Etcd{
-		prefix:     opts.Prefix,
-		key:        key,
-		keyID:      keyID(key),
-		log:        opts.Logger,
-		now:        opts.Now,
-		interval:   opts.FlushInterval,
-		maxPend:    opts.MaxPending,
-		grace:      opts.StaleGrace,
-		probe:      opts.ProbeInterval,
-		pendingUse: make(map[string]LastUse),
-		kick:       make(chan struct{}, 1),
-		hash:       newHasher(key),
-		dummy:      newDummy(),
-		rep:        newReplica(),
+	s := &Store{
+		prefix:  opts.Prefix,
+		log:     opts.Logger,
+		now:     opts.Now,
+		grace:   opts.StaleGrace,
+		probe:   opts.ProbeInterval,
+		secrets: store.NewSecrets(key),
+		rep:     store.NewReplica(),
 	}
-	s.lifecycle.init()
 	if s.prefix == "" {
-		s.prefix = DefaultEtcdPrefix
+		s.prefix = DefaultPrefix
 	}
 	if !strings.HasSuffix(s.prefix, "/") {
 		s.prefix += "/"
@@ -159,12 +150,6 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.interval <= 0 {
-		s.interval = DefaultFlushInterval
-	}
-	if s.maxPend <= 0 {
-		s.maxPend = DefaultMaxPending
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultStaleGrace
@@ -202,21 +187,25 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s.cancel = stop
-	s.wg.Add(3)
+	s.wg.Add(2)
 	go s.feed.watch(bg, rev)
 	go s.feed.prober(bg)
-	go s.flusher(bg)
+	s.batch = store.NewBatcher(s, store.BatcherOptions{
+		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
+		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: s.log, Now: s.now,
+	})
+	s.Queue = store.NewQueue(s.batch, &s.lc)
 	return s, nil
 }
 
 // Close flushes pending last uses and audit records, stops the goroutines
 // and closes the etcd client.
-func (s *Etcd) Close() error {
-	if !s.shut() {
-		return ErrClosed
+func (s *Store) Close() error {
+	if !s.lc.Shut() {
+		return store.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	ferr := s.flush(ctx)
+	ferr := s.batch.Close(ctx)
 	cancel()
 	s.cancel()
 	s.wg.Wait()
@@ -233,22 +222,23 @@ func (s *Etcd) Close() error {
 // OnRevoke registers fn to be called with the ids of app passwords that
 // disappear from etcd (revoked on this or any other instance), grouped by
 // user. fn runs on the watch goroutine and must not block.
-func (s *Etcd) OnRevoke(fn func(ids []string, user string)) { s.feed.onRevoke(fn) }
+func (s *Store) OnRevoke(fn func(ids []string, user string)) { s.feed.onRevoke(fn) }
 
 // KeyID identifies the HMAC key (not secret: a keyed hash of a constant).
-func (s *Etcd) KeyID() string { return s.keyID }
+func (s *Store) KeyID() string { return s.secrets.KeyID() }
 
 // Key names.
-func (s *Etcd) pwPrefix() string                { return s.prefix + "pw/" }
-func (s *Etcd) pwUserPrefix(user string) string { return s.prefix + "pw/" + user + "\x00" }
-func (s *Etcd) pwKey(user, id string) string    { return s.pwUserPrefix(user) + id }
-func (s *Etcd) idxKey(hash []byte) string       { return fmt.Sprintf("%sidx/%x", s.prefix, hash) }
-func (s *Etcd) idKey(id string) string          { return s.prefix + "id/" + id }
-func (s *Etcd) usersPrefix() string             { return s.prefix + "users/" }
-func (s *Etcd) userCountKey(user string) string { return s.prefix + "users/" + user }
-func (s *Etcd) auditHeadKey() string            { return s.prefix + "audit/head" }
-func (s *Etcd) auditPrefix() string             { return s.prefix + "audit/r/" }
-func (s *Etcd) auditKey(seq uint64) string      { return fmt.Sprintf("%saudit/r/%016x", s.prefix, seq) }
+func (s *Store) pwPrefix() string                { return s.prefix + "pw/" }
+func (s *Store) pwUserPrefix(user string) string { return s.prefix + "pw/" + user + "\x00" }
+func (s *Store) pwKey(user, id string) string    { return s.pwUserPrefix(user) + id }
+func (s *Store) idxKey(hash []byte) string       { return fmt.Sprintf("%sidx/%x", s.prefix, hash) }
+func (s *Store) idKey(id string) string          { return s.prefix + "id/" + id }
+func (s *Store) usersPrefix() string             { return s.prefix + "users/" }
+func (s *Store) userCountKey(user string) string { return s.prefix + "users/" + user }
+func (s *Store) auditHeadKey() string            { return s.prefix + "audit/head" }
+func (s *Store) auditAnchorKey() string          { return s.prefix + "audit/anchor" }
+func (s *Store) auditPrefix() string             { return s.prefix + "audit/r/" }
+func (s *Store) auditKey(seq uint64) string      { return fmt.Sprintf("%saudit/r/%016x", s.prefix, seq) }
 
 // maxTxnOps keeps every transaction under etcd's default --max-txn-ops (128).
 const maxTxnOps = 100
