@@ -88,7 +88,7 @@ func exitCode(env Env, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
-	fmt.Fprintf(env.Stderr, "legate: %v\n", err)
+	fmt.Fprintf(env.Stderr, "legate: %s\n", safeLines(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, control.ErrUsage) {
 		return ExitUsage
