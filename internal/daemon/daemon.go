@@ -83,6 +83,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 			d = nil
 		}
 	}()
+	if err := cfg.CheckSecrets(); err != nil { // secret files, with file:line
+		return d, err
+	}
 	if cfg.TLS.Enabled() {
 		if d.cert, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return d, err
@@ -157,6 +160,9 @@ func (d *Daemon) Addr(key string) net.Addr {
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := cfg.CheckSecrets(); err != nil { // secret files, with file:line
+		return err
+	}
 	dir, err := BuildDirectory(cfg)
 	if err != nil {
 		return err
