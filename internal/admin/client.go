@@ -52,7 +52,7 @@ func trusted(path string) error {
 		return fmt.Errorf("%w: %v", ErrNotRunning, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%w: %s is a %s", ErrNotSocket, path, kind(fi.Mode()))
+		return fmt.Errorf("admin: listen.admin %s is a %s, %w", path, kind(fi.Mode()), ErrNotSocket)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {

@@ -47,7 +47,7 @@ var ErrInUse = errors.New("admin: socket in use by another legate process")
 
 // ErrNotSocket: something other than a unix socket is at listen.admin.
 // Legate never removes it: a mistyped path must not cost a file.
-var ErrNotSocket = errors.New("admin: listen.admin exists and is not a unix socket; not touching it (check the path)")
+var ErrNotSocket = errors.New("not a unix socket: Legate leaves it alone (is listen.admin mistyped?)")
 
 // CheckPath reports whether Listen could use path without harming anything:
 // nothing there yet (in an existing directory), or a unix socket (live or
@@ -57,14 +57,18 @@ func CheckPath(path string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		dir := filepath.Dir(path)
-		if di, err := os.Stat(dir); err != nil || !di.IsDir() {
-			return fmt.Errorf("admin: the directory of listen.admin %s does not exist", path)
+		if di, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return missingDir(dir)
+		} else if err != nil {
+			return err
+		} else if !di.IsDir() {
+			return fmt.Errorf("the directory of %s is not a directory", path)
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("admin: listen.admin: %w", err)
+		return err
 	case fi.Mode().Type() != fs.ModeSocket:
-		return fmt.Errorf("%w: %s is a %s", ErrNotSocket, path, kind(fi.Mode()))
+		return fmt.Errorf("%s is a %s, %w", path, kind(fi.Mode()), ErrNotSocket)
 	}
 	return nil
 }
@@ -99,7 +103,7 @@ func listen(path string, local *control.Local, log *slog.Logger, requestTimeout 
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("%w: %s is a %s", ErrNotSocket, path, kind(fi.Mode()))
+			return nil, fmt.Errorf("admin: listen.admin %s is a %s, %w", path, kind(fi.Mode()), ErrNotSocket)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
@@ -199,3 +203,10 @@ func (s *Server) Close() error {
 	}
 	return err
 }
+
+// missingDir: the directory that is to hold the socket does not exist
+// (matches fs.ErrNotExist).
+type missingDir string
+
+func (d missingDir) Error() string { return "directory " + string(d) + " does not exist" }
+func (d missingDir) Unwrap() error { return fs.ErrNotExist }

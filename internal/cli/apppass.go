@@ -16,7 +16,12 @@ import (
 
 func runAppPass(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 {
+		groupUsage(env.Stderr, "apppass", "create", "list", "revoke")
 		return usagef("apppass needs a subcommand: create, list or revoke")
+	}
+	if isHelp(args[0]) {
+		groupUsage(env.Stderr, "apppass", "create", "list", "revoke")
+		return nil
 	}
 	switch args[0] {
 	case "create":

@@ -54,3 +54,8 @@ func (c *Config) Warnings() Errors {
 	}
 	return ws.sorted()
 }
+
+// Line returns the line of key in the file (or of its nearest ancestor
+// given there); 0 when neither was given. For callers that report a
+// problem with a key found outside this package (e.g. listen.admin's path).
+func (c *Config) Line(key string) int { return c.line(key) }
