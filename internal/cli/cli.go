@@ -1,4 +1,4 @@
-// Package cli implements the `legate` command line (SPEC §6). main only calls
+// Package cli implements the `legate` command line (docs/contract.md §6). main only calls
 // Run; every command lives here so tests can reach it. Exit codes: 0 ok,
 // 1 failure, 2 usage.
 package cli
