@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -239,4 +240,47 @@ func TestIdleAdminClientShutdown(t *testing.T) {
 	case <-time.After(grace + 2*time.Second):
 		t.Fatalf("serve still running %v after SIGTERM with an idle admin client", grace+2*time.Second)
 	}
+}
+
+// TestServeLogsWarnings: what check warns about is also in serve's log.
+func TestServeLogsWarnings(t *testing.T) {
+	cfg := writeConfig(t, "")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "10.0.0.0/8", "0.0.0.0/0", 1)), 0o600)
+	if r := legate(t, "", "check", "--config", cfg); r.code != 0 || !strings.Contains(r.stderr, "0.0.0.0/0 trusts every address") {
+		t.Errorf("check: exit %d, %q", r.code, r.stderr)
+	}
+	cmd := exec.Command(legateBin, "serve", "--config", cfg)
+	var logs strings.Builder
+	cmd.Stderr = &syncWriter{b: &logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sock := filepath.Join(filepath.Dir(cfg), "admin.sock")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not start")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if l := logs.String(); !strings.Contains(l, "configuration warning") || !strings.Contains(l, "0.0.0.0/0 trusts every address") {
+		t.Errorf("serve log lacks the warning:\n%s", l)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

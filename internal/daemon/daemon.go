@@ -262,6 +262,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	log := NewLogger(cfg, o.Stderr)
+	for _, w := range cfg.Warnings() { // what `legate check` warns about, in the journal too
+		log.Warn("configuration warning", "problem", w.Error())
+	}
 	// Catch signals before anything starts: a SIGTERM that arrives while
 	// listeners open (or just after "legate started") must drain, not kill.
 	sigs := make(chan os.Signal, 4)
