@@ -21,10 +21,11 @@ import (
 // runCheck validates the file and builds what start-up builds except the
 // store and the listeners. Errors (exit 1) are what would stop serve.
 // Warnings (stderr, exit 0) are settings that work but probably not as
-// meant, and secret files that do not exist yet: a configuration may be
-// checked before its secrets are deployed (config.example.yaml from a fresh
-// clone is one), and serve refuses to start until they exist. A secret file
-// that exists but is unreadable, empty or world-readable is an error.
+// meant, and files that do not exist yet (secrets, certificates, CAs, the
+// admin socket's directory): a configuration may be checked before they are
+// deployed (config.example.yaml from a fresh clone is one), and serve
+// refuses to start until they exist. A file that exists but is unreadable
+// (a secret: also empty or world-readable) is an error.
 func runCheck(ctx context.Context, env Env, args []string) error {
 	fset, cfgPath := flags(env, "check")
 	if _, err := parse(fset, args, false); err != nil {
@@ -37,19 +38,24 @@ func runCheck(ctx context.Context, env Env, args []string) error {
 	var errs []error
 	warnings := cfg.Warnings()
 	checked := cfg
-	if err := cfg.CheckSecrets(); err != nil {
-		var secretErrs config.Errors
-		if !errors.As(err, &secretErrs) {
-			return err
+	var fileErrs config.Errors
+	for _, err := range []error{cfg.CheckSecrets(), cfg.CheckFiles()} {
+		var es config.Errors
+		if errors.As(err, &es) {
+			fileErrs = append(fileErrs, es...)
+		} else if err != nil {
+			errs = append(errs, err)
 		}
-		for _, e := range secretErrs {
+	}
+	if len(fileErrs) > 0 {
+		for _, e := range fileErrs {
 			if errors.Is(e, fs.ErrNotExist) {
 				warnings = append(warnings, e)
 			} else {
 				errs = append(errs, e)
 			}
 		}
-		checked = cfg.WithoutSecretFiles(secretErrs) // read once, reported once
+		checked = cfg.WithoutFiles(fileErrs) // read once, reported once
 	}
 	if cfg.Listen.Admin != "" {
 		if err := admin.CheckPath(cfg.Listen.Admin); errors.Is(err, fs.ErrNotExist) {

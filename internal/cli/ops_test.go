@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -283,4 +284,22 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestMissingFilesFileLine: a certificate (or secret) file not deployed yet
+// is a warning in check, and serve refuses to start naming file:line and
+// the key.
+func TestMissingFilesFileLine(t *testing.T) {
+	cfg := writeConfig(t, "tls:\n  cert_file: tls.crt\n  key_file: tls.key\n")
+	data := string(must(os.ReadFile(cfg)))
+	line := 1 + strings.Count(data[:strings.Index(data, "cert_file")], "\n")
+	want := fmt.Sprintf("%s:%d: tls.cert_file: cannot read %s", cfg, line, filepath.Join(filepath.Dir(cfg), "tls.crt"))
+	r := legate(t, "", "check", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: "+want) {
+		t.Errorf("check: exit %d, %q; want 0 and a warning %q", r.code, r.stderr, want)
+	}
+	r = legate(t, "", "serve", "--config", cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "panic") {
+		t.Errorf("serve: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
+	}
 }

@@ -74,13 +74,13 @@ policy:
 		}
 	}
 
-	// WithoutSecretFiles clears exactly the reported keys, on a copy.
-	cp := c.WithoutSecretFiles(es[:1])
+	// WithoutFiles clears exactly the reported keys, on a copy.
+	cp := c.WithoutFiles(es[:1])
 	if cp.Upstream.IMAP.MasterPasswordFile != "" || cp.Upstream.SMTP.MasterPasswordFile == "" {
-		t.Errorf("WithoutSecretFiles: imap %q smtp %q", cp.Upstream.IMAP.MasterPasswordFile, cp.Upstream.SMTP.MasterPasswordFile)
+		t.Errorf("WithoutFiles: imap %q smtp %q", cp.Upstream.IMAP.MasterPasswordFile, cp.Upstream.SMTP.MasterPasswordFile)
 	}
 	if c.Upstream.IMAP.MasterPasswordFile == "" {
-		t.Error("WithoutSecretFiles changed the original")
+		t.Error("WithoutFiles changed the original")
 	}
 
 	// All fine: nil, and a plain nil error (no typed nil).
@@ -136,5 +136,38 @@ func TestWarnings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckFilesFileLine: certificate, key and CA files are checked with
+// file:line and the key too.
+func TestCheckFilesFileLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "legate.yaml")
+	body := minimal + `tls:
+  cert_file: tls.crt
+  key_file: tls.key
+`
+	body = strings.Replace(body, "    tls: none\n", "    tls: implicit\n    ca_file: ca.pem\n", 1)
+	os.WriteFile(file, []byte(body), 0o600)
+	os.WriteFile(filepath.Join(dir, "tls.crt"), []byte("x"), 0o644)
+	os.Mkdir(filepath.Join(dir, "tls.key"), 0o700)
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es Errors
+	if err := c.CheckFiles(); !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("CheckFiles = %v, want 2 errors", err)
+	}
+	if got := es[0].Error(); !strings.HasPrefix(got, file+":7: upstream.imap.ca_file: cannot read "+filepath.Join(dir, "ca.pem")) || !errors.Is(es[0], fs.ErrNotExist) {
+		t.Errorf("missing CA: %q", got)
+	}
+	if got := es[1].Error(); !strings.HasPrefix(got, file+":14: tls.key_file: ") || !strings.Contains(got, "not a regular file") {
+		t.Errorf("directory as key: %q", got)
+	}
+	cp := c.WithoutFiles(es)
+	if cp.TLS.CertFile != "" || cp.Upstream.IMAP.CAFile != "" {
+		t.Errorf("WithoutFiles kept %q %q", cp.TLS.CertFile, cp.Upstream.IMAP.CAFile)
 	}
 }

@@ -103,24 +103,93 @@ func (c *Config) CheckSecrets() error {
 	return errs.err()
 }
 
-// WithoutSecretFiles returns a copy of c in which the secret-file keys named
-// by errs (from CheckSecrets) are unset, so that a check of the rest of the
-// configuration does not read them again. c is unchanged.
-func (c *Config) WithoutSecretFiles(errs Errors) *Config {
+// WithoutFiles returns a copy of c in which the file keys named by errs
+// (from CheckSecrets or CheckFiles) are unset, so that checking the rest of
+// the configuration does not read those files again. c is unchanged.
+func (c *Config) WithoutFiles(errs Errors) *Config {
 	cp := *c
+	keys := map[string]*string{
+		"upstream.imap.master_password_file": &cp.Upstream.IMAP.MasterPasswordFile,
+		"upstream.smtp.master_password_file": &cp.Upstream.SMTP.MasterPasswordFile,
+		"upstream.ldap.bind_password_file":   &cp.Upstream.LDAP.BindPasswordFile,
+		"storage.etcd.password_file":         &cp.Storage.Etcd.PasswordFile,
+		"portal.oidc.client_secret_file":     &cp.Portal.OIDC.ClientSecretFile,
+		"tls.cert_file":                      &cp.TLS.CertFile,
+		"tls.key_file":                       &cp.TLS.KeyFile,
+		"upstream.imap.ca_file":              &cp.Upstream.IMAP.CAFile,
+		"upstream.smtp.ca_file":              &cp.Upstream.SMTP.CAFile,
+		"upstream.ldap.ca_file":              &cp.Upstream.LDAP.CAFile,
+		"storage.etcd.tls.ca_file":           &cp.Storage.Etcd.TLS.CAFile,
+		"storage.etcd.tls.cert_file":         &cp.Storage.Etcd.TLS.CertFile,
+		"storage.etcd.tls.key_file":          &cp.Storage.Etcd.TLS.KeyFile,
+	}
 	for _, e := range errs {
-		switch e.Key {
-		case "upstream.imap.master_password_file":
-			cp.Upstream.IMAP.MasterPasswordFile = ""
-		case "upstream.smtp.master_password_file":
-			cp.Upstream.SMTP.MasterPasswordFile = ""
-		case "upstream.ldap.bind_password_file":
-			cp.Upstream.LDAP.BindPasswordFile = ""
-		case "storage.etcd.password_file":
-			cp.Storage.Etcd.PasswordFile = ""
-		case "portal.oidc.client_secret_file":
-			cp.Portal.OIDC.ClientSecretFile = ""
+		if p, ok := keys[e.Key]; ok {
+			*p = ""
 		}
 	}
+	// A certificate without its key (or the reverse) is not checked alone.
+	if cp.TLS.CertFile == "" || cp.TLS.KeyFile == "" {
+		cp.TLS.CertFile, cp.TLS.KeyFile = "", ""
+	}
+	if cp.Storage.Etcd.TLS.CertFile == "" || cp.Storage.Etcd.TLS.KeyFile == "" {
+		cp.Storage.Etcd.TLS.CertFile, cp.Storage.Etcd.TLS.KeyFile = "", ""
+	}
 	return &cp
+}
+
+// fileKeys lists the other files the configuration reads at start (PEM
+// certificates, keys and CAs), only those set.
+func (c *Config) fileKeys() []struct{ key, path string } {
+	all := []struct{ key, path string }{
+		{"tls.cert_file", c.TLS.CertFile},
+		{"tls.key_file", c.TLS.KeyFile},
+		{"upstream.imap.ca_file", c.Upstream.IMAP.CAFile},
+		{"upstream.smtp.ca_file", c.Upstream.SMTP.CAFile},
+		{"upstream.ldap.ca_file", c.Upstream.LDAP.CAFile},
+	}
+	if c.Storage.Backend == "etcd" {
+		all = append(all,
+			struct{ key, path string }{"storage.etcd.tls.ca_file", c.Storage.Etcd.TLS.CAFile},
+			struct{ key, path string }{"storage.etcd.tls.cert_file", c.Storage.Etcd.TLS.CertFile},
+			struct{ key, path string }{"storage.etcd.tls.key_file", c.Storage.Etcd.TLS.KeyFile})
+	}
+	out := all[:0]
+	for _, f := range all {
+		if f.path != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// CheckFiles checks that every certificate, key and CA file the
+// configuration names can be opened and is a regular file, and returns each
+// problem as an *Error with file:line and the key (all in one Errors; nil
+// when all are fine). Their content is parsed where they are used. A
+// missing file's *Error matches fs.ErrNotExist.
+func (c *Config) CheckFiles() error {
+	var errs Errors
+	for _, f := range c.fileKeys() {
+		if err := readable(f.path); err != nil {
+			errs = append(errs, &Error{File: c.file, Line: c.line(f.key), Key: f.key, Msg: err.Error(), cause: err})
+		}
+	}
+	return errs.err()
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, pathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
 }

@@ -83,7 +83,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 			d = nil
 		}
 	}()
-	if err := cfg.CheckSecrets(); err != nil { // secret files, with file:line
+	if err := errors.Join(cfg.CheckSecrets(), cfg.CheckFiles()); err != nil { // with file:line
 		return d, err
 	}
 	if cfg.TLS.Enabled() {
@@ -160,7 +160,7 @@ func (d *Daemon) Addr(key string) net.Addr {
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := cfg.CheckSecrets(); err != nil { // secret files, with file:line
+	if err := errors.Join(cfg.CheckSecrets(), cfg.CheckFiles()); err != nil { // with file:line
 		return err
 	}
 	dir, err := BuildDirectory(cfg)
