@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/legate-proxy/legate/internal/control"
 	"github.com/legate-proxy/legate/internal/session"
@@ -107,7 +106,7 @@ func serveOne(ctx context.Context, l *control.Local, r io.Reader, w io.Writer) e
 	if !ok {
 		return writeResponse(w, response{Error: fmt.Sprintf("admin: unknown operation %q", req.Op), Usage: true})
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, OperationTimeout)
 	defer cancel()
 	res, err := h(ctx, l, req.Args)
 	if err != nil {

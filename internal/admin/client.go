@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/control"
@@ -21,8 +24,18 @@ type Client struct {
 // ErrNotRunning: nothing answers on the socket.
 var ErrNotRunning = errors.New("admin: no server on the socket")
 
-// Dial returns a client if a server answers on path.
+// ErrUntrusted: the socket at listen.admin belongs to someone other than
+// root or the user running the CLI, who could answer in the server's name
+// (and read the requests: app-password names, explain's password).
+var ErrUntrusted = errors.New("admin: socket not owned by root or by you; not talking to it")
+
+// Dial returns a client if a server answers on path. The socket must be a
+// socket owned by root or by the invoking user (ErrUntrusted otherwise);
+// nothing answering is ErrNotRunning.
 func Dial(path string) (*Client, error) {
+	if err := trusted(path); err != nil {
+		return nil, err
+	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
@@ -31,10 +44,33 @@ func Dial(path string) (*Client, error) {
 	return &Client{Path: path}, nil
 }
 
+// trusted checks path's owner (root or the caller) and type. A missing path
+// is ErrNotRunning.
+func trusted(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotRunning, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("admin: listen.admin %s is a %s, %w", path, kind(fi.Mode()), ErrNotSocket)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%w: %s: owner unknown", ErrUntrusted, path)
+	}
+	if uid := os.Getuid(); st.Uid != 0 && int(st.Uid) != uid {
+		return fmt.Errorf("%w: %s belongs to uid %d", ErrUntrusted, path, st.Uid)
+	}
+	return nil
+}
+
 func call[R any](ctx context.Context, c *Client, op string, args any) (R, error) {
 	var zero R
 	raw, err := json.Marshal(args)
 	if err != nil {
+		return zero, err
+	}
+	if err := trusted(c.Path); err != nil {
 		return zero, err
 	}
 	var d net.Dialer

@@ -43,8 +43,12 @@ func openAPI(ctx context.Context, cfgPath string) (api API, close func(), err er
 		return nil, nil, err
 	}
 	if cfg.Listen.Admin != "" {
-		if c, err := admin.Dial(cfg.Listen.Admin); err == nil {
+		c, err := admin.Dial(cfg.Listen.Admin)
+		if err == nil {
 			return c, func() {}, nil
+		}
+		if !errors.Is(err, admin.ErrNotRunning) {
+			return nil, nil, err // not a socket, or someone else's: neither talk nor fall back
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -16,7 +16,12 @@ import (
 
 func runAppPass(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 {
+		groupUsage(env.Stderr, "apppass", "create", "list", "revoke")
 		return usagef("apppass needs a subcommand: create, list or revoke")
+	}
+	if isHelp(args[0]) {
+		groupUsage(env.Stderr, "apppass", "create", "list", "revoke")
+		return nil
 	}
 	switch args[0] {
 	case "create":
@@ -72,8 +77,8 @@ func runAppPassCreate(ctx context.Context, env Env, args []string) error {
 	}
 	ap := c.AppPassword
 	w := env.Stdout
-	fmt.Fprintf(w, "Created app password %q (id %s) for %s.\n", ap.Name, ap.ID, ap.User)
-	fmt.Fprintf(w, "scope:    %s\n", orDefault(strings.Join(ap.Scope, ", "), "all protocols"))
+	fmt.Fprintf(w, "Created app password %q (id %s) for %s.\n", ap.Name, safe(ap.ID), safe(ap.User))
+	fmt.Fprintf(w, "scope:    %s\n", orDefault(safeList(ap.Scope, ", "), "all protocols"))
 	fmt.Fprintf(w, "networks: %s\n", orDefault(prefixes(ap.Networks), "anywhere"))
 	fmt.Fprintf(w, "expires:  %s\n", timeOr(ap.Expires, "never"))
 	fmt.Fprintln(w, "It is shown only now; Legate keeps only a keyed hash. The password:")
@@ -107,19 +112,24 @@ func runAppPassList(ctx context.Context, env Env, args []string) error {
 		return writeJSON(env.Stdout, list)
 	}
 	if len(list) == 0 {
-		fmt.Fprintf(env.Stdout, "%s has no app passwords.\n", *user)
+		fmt.Fprintf(env.Stdout, "%s has no app passwords.\n", safe(*user))
 		return nil
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	return printAppPasswords(env.Stdout, list)
+}
+
+// printAppPasswords is apppass list's text output.
+func printAppPasswords(w io.Writer, list []control.Listed) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tCREATED\tEXPIRES\tSCOPE\tNETWORKS\tLAST USED\tSTATUS")
 	for _, l := range list {
 		last := "never"
 		if !l.LastUse.Time.IsZero() {
-			last = fmt.Sprintf("%s from %s (%s)", l.LastUse.Time.Local().Format("2006-01-02 15:04"), l.LastUse.IP, l.LastUse.Protocol)
+			last = fmt.Sprintf("%s from %s (%s)", l.LastUse.Time.Local().Format("2006-01-02 15:04"), l.LastUse.IP, safe(l.LastUse.Protocol))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.Name, l.Created.Local().Format("2006-01-02 15:04"),
-			timeOr(l.Expires, "never"), orDefault(strings.Join(l.Scope, ","), "all"),
-			orDefault(prefixes(l.Networks), "any"), last, l.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(l.ID), safe(l.Name), l.Created.Local().Format("2006-01-02 15:04"),
+			timeOr(l.Expires, "never"), orDefault(safeList(l.Scope, ","), "all"),
+			orDefault(prefixes(l.Networks), "any"), last, safe(l.Status))
 	}
 	return tw.Flush()
 }
@@ -150,7 +160,7 @@ func runAppPassRevoke(ctx context.Context, env Env, args []string) error {
 		return writeJSON(env.Stdout, r)
 	}
 	for _, ap := range r.Revoked {
-		fmt.Fprintf(env.Stdout, "revoked %s (%s)\n", ap.ID, ap.Name)
+		fmt.Fprintf(env.Stdout, "revoked %s (%s)\n", safe(ap.ID), safe(ap.Name))
 	}
 	fmt.Fprintf(env.Stdout, "%d app password(s) revoked, %d live session(s) closed\n", len(r.Revoked), r.SessionsClosed)
 	return nil

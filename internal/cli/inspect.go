@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/internal/session"
+	"github.com/legate-proxy/legate/store"
 )
 
 func runExplain(ctx context.Context, env Env, args []string) error {
@@ -51,16 +54,16 @@ func runExplain(ctx context.Context, env Env, args []string) error {
 	if *asJSON {
 		return writeJSON(env.Stdout, e)
 	}
-	fmt.Fprintf(env.Stdout, "login of %s from %s over %s (tls=%v)\n", *user, addr, a.Protocol, a.TLS)
+	fmt.Fprintf(env.Stdout, "login of %s from %s over %s (tls=%v)\n", safe(*user), addr, safe(a.Protocol), a.TLS)
 	if !e.SecretChecked {
 		fmt.Fprintln(env.Stdout, "(no --password-stdin: the secret was not checked; the decision shows what happens with a wrong one)")
 	}
 	for i, s := range e.Trace {
-		fmt.Fprintf(env.Stdout, "%2d. %s\n", i+1, s)
+		fmt.Fprintf(env.Stdout, "%2d. %s\n", i+1, safe(s))
 	}
-	fmt.Fprintf(env.Stdout, "decision: %s (rule %s)", e.Outcome, e.Rule)
+	fmt.Fprintf(env.Stdout, "decision: %s (rule %s)", safe(e.Outcome), safe(e.Rule))
 	if e.Reason != "" {
-		fmt.Fprintf(env.Stdout, ": %s", e.Reason)
+		fmt.Fprintf(env.Stdout, ": %s", safe(e.Reason))
 	}
 	fmt.Fprintln(env.Stdout)
 	return nil
@@ -111,7 +114,7 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "audit chain OK: %d records verified\n", r.Records)
 		}
 		if !r.OK {
-			return fmt.Errorf("audit chain BROKEN at record %d: %s", r.BrokenAt, r.Problem)
+			return fmt.Errorf("audit chain BROKEN at record %d: %s", r.BrokenAt, safe(r.Problem))
 		}
 		return nil
 	}
@@ -133,15 +136,20 @@ func runAudit(ctx context.Context, env Env, args []string) error {
 		}
 		return writeJSON(env.Stdout, recs)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	return printAudit(env.Stdout, recs)
+}
+
+// printAudit is audit's text output.
+func printAudit(w io.Writer, recs []store.AuditRecord) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tVIA\tUSER\tIP\tOUTCOME\tRULE\tAPP PASSWORD\tDETAIL")
 	for _, r := range recs {
 		detail := r.Detail
 		if r.Count > 1 { // aggregated throttled attempts
 			detail = strings.TrimSpace(fmt.Sprintf("%d attempts %s", r.Count, detail))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Action, r.Via,
-			r.User, r.IP, r.Outcome, r.Rule, r.AppPasswordID, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), safe(r.Action), safe(r.Via),
+			safe(r.User), safe(r.IP), safe(r.Outcome), safe(r.Rule), safe(r.AppPasswordID), safe(detail))
 	}
 	return tw.Flush()
 }
@@ -187,10 +195,15 @@ func runSessions(ctx context.Context, env Env, args []string) error {
 		}
 		return writeJSON(env.Stdout, list)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	return printSessions(env.Stdout, list)
+}
+
+// printSessions is sessions' text output.
+func printSessions(w io.Writer, list []session.Info) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tPROTOCOL\tIP\tAPP PASSWORD\tCLIENT\tSTARTED")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Protocol, s.IP, s.AppPasswordID, s.Client,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(s.ID), safe(s.User), safe(s.Protocol), s.IP, safe(s.AppPasswordID), safe(s.Client),
 			s.Started.Local().Format(time.DateTime))
 	}
 	return tw.Flush()
@@ -223,21 +236,26 @@ func runReport(ctx context.Context, env Env, args []string) error {
 	if *asJSON {
 		return writeJSON(env.Stdout, r)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	return printReport(env.Stdout, r)
+}
+
+// printReport is report's text output.
+func printReport(w io.Writer, r control.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tAPP PASSWORD\tNAME\tPROTOCOLS\tCLIENTS\tIPS\tLAST IP\tFIRST SEEN\tLAST SEEN\tLOGINS\tUPSTREAM REFUSED")
 	for _, r := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\n", r.User, orDefault(r.AppPasswordID, "(primary)"), r.Name,
-			strings.Join(r.Protocols, ","), strings.Join(r.Clients, "; "), r.IPs, r.LastIP,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\n", safe(r.User), orDefault(safe(r.AppPasswordID), "(primary)"), safe(r.Name),
+			safeList(r.Protocols, ","), safeList(r.Clients, "; "), r.IPs, safe(r.LastIP),
 			r.FirstSeen.Local().Format(time.DateTime), r.LastSeen.Local().Format(time.DateTime), r.Logins, r.UpstreamFailures)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if len(r.NeverUsed) > 0 {
-		fmt.Fprintln(env.Stdout, "\nApp passwords never used:")
-		tw = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "\nApp passwords never used:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, u := range r.NeverUsed {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\tcreated %s\n", u.User, u.AppPasswordID, u.Name, u.Created.Local().Format(time.DateOnly))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\tcreated %s\n", safe(u.User), safe(u.AppPasswordID), safe(u.Name), u.Created.Local().Format(time.DateOnly))
 		}
 		return tw.Flush()
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,11 +17,14 @@ import (
 // the result (see store.Copy). A bbolt store must not be open by a running
 // server.
 func runStore(ctx context.Context, env Env, args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		groupUsage(env.Stderr, "store", "copy")
+		return nil
+	}
 	if len(args) == 0 || args[0] != "copy" {
 		return usagef("usage: legate store copy --from CONFIG --to CONFIG")
 	}
-	fs := flag.NewFlagSet("legate store copy", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(env, "store copy")
 	from := fs.String("from", "", "configuration `file` of the source store")
 	to := fs.String("to", "", "configuration `file` of the target store")
 	if _, err := parse(fs, args[1:], false); err != nil {

@@ -1,5 +1,5 @@
 // Package config loads, defaults and validates Legate's YAML configuration
-// (SPEC §8).
+// (docs/contract.md §8).
 //
 // The file is decoded strictly through yaml.Node: unknown keys, wrong types,
 // bad durations, CIDRs and enums are reported with file:line and the key path,
@@ -24,7 +24,7 @@
 //   - Merge keys (<<) are refused; anchors and aliases work, with the total
 //     work bounded.
 //
-// Keys beyond SPEC §8 (Legate additions): log.*, storage.backend,
+// Keys beyond docs/contract.md §8 (Legate additions): log.*, storage.backend,
 // storage.etcd.*, limits.max_line_length, max_literal_size, max_message_size,
 // max_recipients, max_pdu_size, dial_timeout, upstream.*.insecure_skip_verify,
 // upstream.ldap.ca_file/server_name, policy.allow_null_sender.
@@ -282,7 +282,7 @@ type ClientSetting struct {
 	Security string `yaml:"security"` // tls | starttls | none
 }
 
-// Limits bounds connections and input (SPEC §7).
+// Limits bounds connections and input (docs/contract.md §7).
 type Limits struct {
 	MaxConnections      int      `yaml:"max_connections"`        // default 10000
 	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"` // default 50
@@ -301,7 +301,7 @@ type Limits struct {
 	RecheckInterval Duration `yaml:"recheck_interval"`
 }
 
-// Throttle bounds authentication failures (SPEC §7).
+// Throttle bounds authentication failures (docs/contract.md §7).
 type Throttle struct {
 	MaxFailuresPerIP   int      `yaml:"max_failures_per_ip"`   // default 20
 	MaxFailuresPerUser int      `yaml:"max_failures_per_user"` // default 10
@@ -314,7 +314,7 @@ type Log struct {
 	Level  string `yaml:"level"`  // debug | info (default) | warn | error
 }
 
-// Default returns a configuration with every default of SPEC §8 (and the
+// Default returns a configuration with every default of docs/contract.md §8 (and the
 // Legate additions) and nothing else: no listener, no upstream, no users.
 // Relative default paths (storage.path) are relative to the working directory.
 func Default() *Config {

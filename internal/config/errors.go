@@ -17,7 +17,13 @@ type Error struct {
 
 	// bare: Msg already names the key, so Error does not repeat it.
 	bare bool
+	// cause, when set, is the underlying error (e.g. fs.ErrNotExist of a
+	// secret file), for errors.Is.
+	cause error
 }
+
+// Unwrap returns the underlying error, if any.
+func (e *Error) Unwrap() error { return e.cause }
 
 func (e *Error) Error() string {
 	var b strings.Builder

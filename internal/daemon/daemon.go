@@ -98,6 +98,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 			d = nil
 		}
 	}()
+	if err := errors.Join(cfg.CheckSecrets(), cfg.CheckFiles()); err != nil { // with file:line
+		return d, err
+	}
 	if cfg.TLS.Enabled() {
 		if d.cert, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return d, err
@@ -177,6 +180,9 @@ func (d *Daemon) Addr(key string) net.Addr {
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := errors.Join(cfg.CheckSecrets(), cfg.CheckFiles()); err != nil { // with file:line
+		return err
+	}
 	var keys []string
 	for _, f := range d.fronts {
 		keys = append(keys, f.key)
@@ -288,6 +294,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	log := NewLogger(cfg, o.Stderr)
+	for _, w := range cfg.Warnings() { // what `legate check` warns about, in the journal too
+		log.Warn("configuration warning", "problem", w.Error())
+	}
 	// Catch signals before anything starts: a SIGTERM that arrives while
 	// listeners open (or just after "legate started") must drain, not kill.
 	sigs := make(chan os.Signal, 4)
