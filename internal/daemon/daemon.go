@@ -110,7 +110,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.throttle = newThrottle(cfg)
 	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
 		Throttle: d.throttle, Logger: log, Observe: d.metrics.Observe}) // operations: Observe
-	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
+	d.local = &control.Local{Store: d.store, Directory: d.auth.Directory, Policy: d.auth.Policy, Explainer: d.auth, Registry: d.registry,
 		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
