@@ -240,13 +240,16 @@ type Portal struct {
 
 // OIDC is the OpenID Connect provider users sign in with.
 type OIDC struct {
-	Issuer           string   `yaml:"issuer"`
-	ClientID         string   `yaml:"client_id"`
-	ClientSecretFile string   `yaml:"client_secret_file"`
-	UsernameClaim    string   `yaml:"username_claim"` // default preferred_username
-	RequireMFA       bool     `yaml:"require_mfa"`    // default true
-	MFAAMR           []string `yaml:"mfa_amr"`        // default mfa otp hwk swk sms
-	MFAACR           string   `yaml:"mfa_acr"`        // if set, acr must equal it
+	Issuer           string `yaml:"issuer"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	UsernameClaim    string `yaml:"username_claim"` // default preferred_username
+	// UsernameAttribute is what the claim must equal exactly: "name" (the
+	// directory's canonical name) or "mail" (one of the user's addresses).
+	UsernameAttribute string   `yaml:"username_attribute"` // default name
+	RequireMFA        bool     `yaml:"require_mfa"`        // default true
+	MFAAMR            []string `yaml:"mfa_amr"`            // default mfa otp hwk swk sms
+	MFAACR            string   `yaml:"mfa_acr"`            // if set, acr must equal it
 }
 
 // ClientSettings are shown beside a new password.
@@ -331,9 +334,10 @@ func Default() *Config {
 			SessionKeyFile: "portal.key",
 			ReauthAfter:    Duration(10 * time.Minute),
 			OIDC: OIDC{
-				UsernameClaim: "preferred_username",
-				RequireMFA:    true,
-				MFAAMR:        slices.Clone(defaultAMR),
+				UsernameClaim:     "preferred_username",
+				UsernameAttribute: "name",
+				RequireMFA:        true,
+				MFAAMR:            slices.Clone(defaultAMR),
 			},
 		},
 		Limits: Limits{

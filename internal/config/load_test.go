@@ -399,3 +399,22 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("alias bomb took %v, want bounded work", d)
 	}
 }
+
+// TestUsernameAttribute: portal.oidc.username_attribute is name or mail,
+// with a file:line error otherwise (docs/identity.md).
+func TestUsernameAttribute(t *testing.T) {
+	got := parseErrors(t, minimal+"portal:\n  oidc:\n    username_attribute: uid\n")
+	want := `legate.yaml:13: portal.oidc.username_attribute: "uid" is not one of name, mail`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q, want [%q]", got, want)
+	}
+	for _, v := range []string{"name", "mail"} {
+		c, err := Parse("legate.yaml", []byte(minimal+"portal:\n  oidc:\n    username_attribute: "+v+"\n"))
+		if err != nil || c.Portal.OIDC.UsernameAttribute != v {
+			t.Errorf("username_attribute %s: %v", v, err)
+		}
+	}
+	if c, err := Parse("legate.yaml", []byte(minimal)); err != nil || c.Portal.OIDC.UsernameAttribute != "name" {
+		t.Errorf("default username_attribute: %v %v, want name", c, err)
+	}
+}

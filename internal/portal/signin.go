@@ -3,6 +3,7 @@ package portal
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/legate-proxy/legate/internal/control"
 )
 
 // idp is the discovered provider.
@@ -132,6 +135,19 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 	user, _ := all[p.cfg.OIDC.UsernameClaim].(string)
 	if user == "" {
 		p.refuseToken(w, fmt.Errorf("id token has no %q claim", p.cfg.OIDC.UsernameClaim))
+		return
+	}
+	// The claim names a directory user by exact match; from here on the
+	// session holds the canonical name (docs/identity.md).
+	claim := user
+	if user, err = p.ctl.ResolveClaim(r.Context(), control.ClaimArgs{Claim: claim, Attribute: p.cfg.OIDC.UsernameAttribute}); err != nil {
+		if !errors.Is(err, control.ErrUnknownUser) {
+			p.fail(w, err)
+			return
+		}
+		p.log.Warn("portal: sign-in refused: the claim names no user", "claim", claim, "err", err)
+		p.message(w, http.StatusForbidden, "Unknown user",
+			"Your sign-in is not linked to a mail account here. Ask your administrator.", true)
 		return
 	}
 	if p.cfg.OIDC.RequireMFA && !p.multifactor(cl) {
