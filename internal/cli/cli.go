@@ -56,6 +56,7 @@ func commands() []command {
 		{"report", "legacy-client inventory per user and app password", runReport},
 		{"store", "store copy --from A --to B: copy app passwords and audit between stores", runStore},
 		{"version", "print the version", runVersion},
+		{"checkpassword", "Dovecot checkpassword passdb: ask the daemon over listen.decision", runCheckpassword},
 	}
 }
 
@@ -87,6 +88,10 @@ func exitCode(env Env, err error) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
+	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
 	}
 	fmt.Fprintf(env.Stderr, "legate: %v\n", err)
 	var ue usageError

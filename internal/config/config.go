@@ -49,6 +49,7 @@ type Config struct {
 	Limits    Limits    `yaml:"limits"`
 	Throttle  Throttle  `yaml:"throttle"`
 	Log       Log       `yaml:"log"`
+	Decision  Decision  `yaml:"decision"`
 
 	file  string         // name given to Load/Parse
 	lines map[string]int // key path → line, from the decoder
@@ -69,6 +70,14 @@ type Listen struct {
 	HTTP        string `yaml:"http"`        // /metrics /healthz /readyz
 	Portal      string `yaml:"portal"`      // self-service page
 	Admin       string `yaml:"admin"`       // unix socket path, mode 0600
+	// Decision is the unix socket `legate checkpassword` asks (mode 0660,
+	// group decision.socket_group).
+	Decision string `yaml:"decision"`
+}
+
+// Decision configures the decision socket (listen.decision).
+type Decision struct {
+	SocketGroup string `yaml:"socket_group"` // group owning the socket; "" keeps Legate's
 }
 
 // TLS is the server certificate for every TLS listener (PEM files).

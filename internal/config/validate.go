@@ -165,6 +165,11 @@ func (v *validator) listen() {
 	} else if l.Admin != "" && len(l.Admin) > maxSocketPath {
 		v.add("listen.admin", "unix socket path %q is %d bytes, longer than the system limit of %d", l.Admin, len(l.Admin), maxSocketPath)
 	}
+	if l.Decision != "" && len(l.Decision) > maxSocketPath {
+		v.add("listen.decision", "unix socket path %q is %d bytes, longer than the system limit of %d", l.Decision, len(l.Decision), maxSocketPath)
+	} else if l.Decision != "" && l.Decision == l.Admin {
+		v.add("listen.decision", "must not be the admin socket")
+	}
 }
 
 func (v *validator) tls() {

@@ -20,6 +20,7 @@ import (
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/internal/decision"
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/metrics"
 	"github.com/legate-proxy/legate/internal/session"
@@ -37,6 +38,7 @@ type Daemon struct {
 	limiter  *connlimit.Limiter
 	local    *control.Local
 	admin    *admin.Server
+	decision *decision.Server // listen.decision: legate checkpassword
 	cert     *certHolder
 	throttle *throttle.Throttle
 	fronts   []*frontListener
@@ -114,6 +116,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 		MaxPerUser: func() int { return d.cfg.Load().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
+			return d, err
+		}
+	}
+	if cfg.Listen.Decision != "" {
+		if d.decision, err = decision.Listen(decision.Options{Path: cfg.Listen.Decision,
+			Group: cfg.Decision.SocketGroup, Login: d.auth, Logger: log}); err != nil {
 			return d, err
 		}
 	}
@@ -225,6 +233,9 @@ func (d *Daemon) close() error {
 	}
 	if d.admin != nil {
 		d.admin.Close()
+	}
+	if d.decision != nil {
+		d.decision.Close()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())

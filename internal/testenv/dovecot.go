@@ -50,6 +50,10 @@ type DovecotOptions struct {
 	// 15 s. Off by default so tests of wrong passwords stay fast. Note
 	// that every proxied login comes from the proxy's IP.
 	AuthPenalty bool
+	// Checkpassword, when set, replaces the users' passwd-file passdb with
+	// a checkpassword passdb running this command line (Dovecot appends
+	// its checkpassword-reply); the master-user passdb stays.
+	Checkpassword string
 }
 
 // DefaultUsers returns the users StartDovecot creates when
