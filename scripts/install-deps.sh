@@ -13,6 +13,7 @@ pkgs=(
   postfix
   etcd-server
   curl swaks python3 msmtp isync
+  nginx libnginx-mod-mail
   chromium
   ca-certificates openssl
   systemd

@@ -50,6 +50,7 @@ type Config struct {
 	Throttle  Throttle  `yaml:"throttle"`
 	Log       Log       `yaml:"log"`
 	Decision  Decision  `yaml:"decision"`
+	AuthHTTP  AuthHTTP  `yaml:"auth_http"`
 
 	file  string         // name given to Load/Parse
 	lines map[string]int // key path → line, from the decoder
@@ -73,6 +74,15 @@ type Listen struct {
 	// Decision is the unix socket `legate checkpassword` asks (mode 0660,
 	// group decision.socket_group).
 	Decision string `yaml:"decision"`
+	// AuthHTTP is nginx's mail auth_http endpoint: a loopback host:port or
+	// unix:/path.
+	AuthHTTP string `yaml:"auth_http"`
+}
+
+// AuthHTTP configures the nginx auth_http endpoint (listen.auth_http).
+type AuthHTTP struct {
+	Header     string `yaml:"header"`      // the header nginx sends with auth_http_header
+	SecretFile string `yaml:"secret_file"` // its value; requests without it get 403
 }
 
 // Decision configures the decision socket (listen.decision).

@@ -39,6 +39,7 @@ type Daemon struct {
 	local    *control.Local
 	admin    *admin.Server
 	decision *decision.Server // listen.decision: legate checkpassword
+	authHTTP *authHTTPServer  // listen.auth_http: nginx mail auth_http
 	cert     *certHolder
 	throttle *throttle.Throttle
 	fronts   []*frontListener
@@ -125,6 +126,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 			return d, err
 		}
 	}
+	if cfg.Listen.AuthHTTP != "" {
+		if d.authHTTP, err = d.startAuthHTTP(cfg); err != nil {
+			return d, err
+		}
+	}
 	if err := d.startFrontEnds(cfg, ups); err != nil {
 		return d, err
 	}
@@ -150,6 +156,9 @@ func (d *Daemon) Control() *control.Local { return d.local }
 // Addr returns the bound address of a listener by its config key (imap,
 // imaps, submission, ...), or nil.
 func (d *Daemon) Addr(key string) net.Addr {
+	if key == "auth_http" && d.authHTTP != nil {
+		return d.authHTTP.Addr()
+	}
 	for _, f := range d.fronts {
 		if f.key == key {
 			return f.ln.Addr()
@@ -236,6 +245,9 @@ func (d *Daemon) close() error {
 	}
 	if d.decision != nil {
 		d.decision.Close()
+	}
+	if d.authHTTP != nil {
+		d.authHTTP.close()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())
