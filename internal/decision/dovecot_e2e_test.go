@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -18,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/decision"
-	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/systemtest"
 	"github.com/legate-proxy/legate/internal/testenv"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
@@ -84,23 +83,13 @@ func TestDovecotCheckpassword(t *testing.T) {
 	bin := buildLegate(t, dir)
 	ctx := context.Background()
 
-	st, err := store.OpenBolt(ctx, store.BoltOptions{Path: filepath.Join(dir, "legate.db"), FlushInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	dirUsers, err := directory.NewStatic([]directory.StaticUser{{Name: "alice", Addresses: []string{"alice@example.com"}}, {Name: "bob"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := policy.Default()
-	svc := auth.New(auth.Options{Store: st, Directory: dirUsers, Policy: &pol, Logger: slog.New(slog.DiscardHandler)})
+	// The daemon as operators run it: listen.decision with its group.
 	sock := filepath.Join(dir, "decision.sock")
-	srv, err := decision.Listen(decision.Options{Path: sock, Group: "dovecot", Login: svc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	lg := systemtest.StartLegate(t, systemtest.LegateOptions{Mutate: func(c *config.Config) {
+		c.Listen.Decision = sock
+		c.Decision.SocketGroup = "dovecot"
+	}})
+	st := lg.Auth().Store()
 	fi, err := os.Stat(sock)
 	if err != nil {
 		t.Fatal(err)
