@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/user"
 	"log/slog"
 	"net"
 	"os"
@@ -71,6 +72,16 @@ func Check(_ context.Context, cfg *config.Config) error {
 	}
 	if _, err := buildUpstreams(cfg, log); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.Listen.AuthHTTP != "" {
+		if _, err := config.ReadSecretFile(cfg.AuthHTTP.SecretFile); err != nil {
+			errs = append(errs, fmt.Errorf("auth_http.secret_file: %w", err))
+		}
+	}
+	if g := cfg.Decision.SocketGroup; cfg.Listen.Decision != "" && g != "" {
+		if _, err := user.LookupGroup(g); err != nil {
+			errs = append(errs, fmt.Errorf("decision.socket_group: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
