@@ -94,22 +94,13 @@ func Decide(c *Config, in Input) Decision {
 	u := in.User
 
 	// Step 4: policy on the proven user.
-	if c.BlockLegacyAuth {
-		return t.fail(Refused, RuleLegacyBlocked, "legacy authentication is blocked",
-			"block_legacy_auth is on")
-	}
-	if containsFold(c.BlockedUsers, u.Name) {
-		return t.fail(Refused, RuleUserBlocked, "legacy authentication is blocked for this user",
-			"user %s is listed in blocked_users", u.Name)
-	}
-	if g, ok := firstCommon(c.BlockedGroups, u.Groups); ok {
-		return t.fail(Refused, RuleGroupBlocked, "legacy authentication is blocked for this user",
-			"user %s is in blocked group %s", u.Name, g)
+	if r, ok := c.MayUseLegacyAuth(u); !ok {
+		if r.Rule == RuleAdmin {
+			t.pass(RuleLegacyBlocked, "legacy auth not blocked for %s", u.Name)
+		}
+		return t.fail(r.Outcome, r.Rule, r.Reason, "%s", r.Detail)
 	}
 	t.pass(RuleLegacyBlocked, "legacy auth not blocked for %s", u.Name)
-	if why, admin := c.isAdmin(u); admin {
-		return t.fail(Refused, RuleAdmin, "administrators cannot use legacy authentication", "%s", why)
-	}
 	t.pass(RuleAdmin, "not an administrator")
 	if u.Disabled {
 		return t.fail(Refused, RuleDisabled, "account disabled", "user %s is disabled in the directory", u.Name)
@@ -138,24 +129,8 @@ func Decide(c *Config, in Input) Decision {
 			"%s is outside the app password's networks %v", in.IP, cred.Networks)
 	}
 	t.pass(RuleNetwork, "client %s allowed by app password networks", in.IP)
-	if !cred.Expires.IsZero() && !in.Now.Before(cred.Expires) {
-		return t.fail(Expired, RuleExpired, "app password expired",
-			"expired at %s", cred.Expires.UTC().Format(time.RFC3339))
-	}
-	if c.RevokeOnPasswordChange && !u.PasswordChanged.IsZero() && cred.Created.Before(u.PasswordChanged) {
-		return t.fail(Expired, RulePasswordChanged, "app password predates a password change",
-			"created %s, primary password changed %s", cred.Created.UTC().Format(time.RFC3339),
-			u.PasswordChanged.UTC().Format(time.RFC3339))
-	}
-	if c.ExpireUnusedAfter > 0 {
-		last := cred.LastUsed
-		if last.IsZero() {
-			last = cred.Created
-		}
-		if in.Now.Sub(last) >= c.ExpireUnusedAfter {
-			return t.fail(Expired, RuleUnused, "app password expired (unused)",
-				"not used since %s (expire_unused_after %s)", last.UTC().Format(time.RFC3339), c.ExpireUnusedAfter)
-		}
+	if r, ok := c.CredentialStatus(cred, u.PasswordChanged, in.Now); !ok {
+		return t.fail(r.Outcome, r.Rule, r.Reason, "%s", r.Detail)
 	}
 	t.pass(RuleExpired, "not expired")
 	t.pass(RuleAllowAppPassword, "allowed")

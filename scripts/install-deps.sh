@@ -13,6 +13,7 @@ pkgs=(
   postfix
   etcd-server
   curl swaks libnet-ssleay-perl libio-socket-ssl-perl python3 msmtp isync
+  libnginx-mod-mail  # nginx's mail proxy in front of Dovecot (auth_http tests)
   chromium
   nginx  # portal behind a TLS-terminating reverse proxy (private nginx -c FILE -p DIR)
   ca-certificates openssl

@@ -158,10 +158,10 @@ func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 // accounting and delay, audit record, last use, one log line.
 func (s *Service) Login(ctx context.Context, req Request) Result {
 	start := time.Now()
-	res, delay := s.evaluate(ctx, req, false)
-	s.record(req, res)
-	if !res.Allowed() && delay > 0 {
-		t := time.NewTimer(delay)
+	ev := s.evaluate(ctx, req, false)
+	s.record(req, ev)
+	if !ev.res.Allowed() && ev.delay > 0 {
+		t := time.NewTimer(ev.delay)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -169,22 +169,32 @@ func (s *Service) Login(ctx context.Context, req Request) Result {
 		}
 	}
 	if s.observe != nil {
-		s.observe(req, res, time.Since(start))
+		s.observe(req, ev.res, time.Since(start))
 	}
-	return res
+	return ev.res
 }
 
 // Explain evaluates a login like Login but without side effects: no audit,
 // no last use, no throttle accounting, no delay. With an empty secret the
 // secret is not checked and the trace says so.
 func (s *Service) Explain(ctx context.Context, req Request) Result {
-	res, _ := s.evaluate(ctx, req, true)
-	return res
+	return s.evaluate(ctx, req, true).res
+}
+
+// evaluation is a decision with what its side effects need.
+type evaluation struct {
+	res   Result
+	delay time.Duration
+	// name is the canonical name when the directory resolved the login
+	// (whether or not the secret was right), else the login as typed,
+	// normalised: the throttle's user key and the audit record's user
+	// (docs/identity.md).
+	name string
 }
 
 // evaluate runs the decision. explain means: build the trace, and leave
 // the throttle state alone (no side effects).
-func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Result, time.Duration) {
+func (s *Service) evaluate(ctx context.Context, req Request, explain bool) evaluation {
 	rt := s.rt.Load()
 	pol, dir := rt.Policy, rt.Directory
 	in := policy.Input{
@@ -192,14 +202,18 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		Now:     s.now(),
 		NoTrace: !explain,
 	}
-	var delay time.Duration
+	ev := evaluation{name: store.NormalizeUser(req.User)}
+	// The throttle is asked twice: under the login as typed before the
+	// directory (a blocked client or canonical name costs no directory
+	// work), and under the canonical name once it is known, so that
+	// spelling a name differently (ALICE, alice@example.com) does not buy
+	// a fresh budget.
 	if !explain && s.throttl != nil {
-		var blocked bool
-		delay, blocked = s.throttl.Check(req.IP, store.NormalizeUser(req.User))
-		in.Throttled = blocked
+		ev.delay, in.Throttled = s.throttl.Check(req.IP, ev.name)
 	}
 	if d, ok := policy.Precheck(pol, in); !ok {
-		return Result{Decision: d}, delay
+		ev.res = Result{Decision: d}
+		return ev
 	}
 
 	u, err := dir.Lookup(ctx, req.User)
@@ -208,25 +222,36 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		u = nil
 	case err != nil:
 		s.log.Warn("directory lookup failed", "user", req.User, "proto", req.Protocol, "err", err)
-		return unavailable("directory unavailable"), 0
+		ev.res, ev.delay = unavailable("directory unavailable"), 0
+		return ev
+	}
+	if u != nil && u.Name != ev.name {
+		ev.name = u.Name
+		if !explain && s.throttl != nil {
+			delay, blocked := s.throttl.Check(req.IP, ev.name)
+			ev.delay = max(ev.delay, delay)
+			if blocked {
+				in.Throttled = true
+				d, _ := policy.Precheck(pol, in)
+				ev.res = Result{Decision: d}
+				return ev
+			}
+		}
 	}
 	// The app-password check runs whether or not the user exists, so that
 	// unknown users cost the same as wrong passwords.
-	owner := store.NormalizeUser(req.User)
-	if u != nil {
-		owner = u.Name
-	}
 	var cred *policy.Credential
 	var ap *store.AppPassword
-	rec, err := s.store.Verify(ctx, owner, req.Secret)
+	rec, err := s.store.Verify(ctx, ev.name, req.Secret)
 	switch {
 	case err == nil:
 		ap = &rec
-		cred = credentialOf(rec)
+		cred = CredentialOf(rec)
 	case errors.Is(err, store.ErrNotFound):
 	default:
 		s.log.Warn("store verify failed", "user", req.User, "proto", req.Protocol, "err", err)
-		return unavailable("store unavailable"), 0
+		ev.res, ev.delay = unavailable("store unavailable"), 0
+		return ev
 	}
 	if u != nil && cred == nil && req.Secret != "" && policy.InNetworks(req.IP, pol.TrustedNetworks) {
 		switch err := dir.CheckPassword(ctx, u, req.Secret); {
@@ -235,20 +260,20 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) (Resu
 		case errors.Is(err, directory.ErrBadPassword):
 		default:
 			s.log.Warn("directory password check failed", "user", u.Name, "err", err)
-			return unavailable("directory unavailable"), 0
+			ev.res, ev.delay = unavailable("directory unavailable"), 0
+			return ev
 		}
 	}
 	if u != nil {
 		in.User = policyUser(u)
 	}
 	in.Credential = cred
-	d := policy.Decide(pol, in)
-	res := Result{Decision: d}
+	ev.res = Result{Decision: policy.Decide(pol, in)}
 	if cred != nil && u != nil {
-		res.User = u
-		res.AppPassword = ap
+		ev.res.User = u
+		ev.res.AppPassword = ap
 	}
-	return res, delay
+	return ev
 }
 
 func policyUser(u *directory.User) *policy.User {
@@ -260,7 +285,8 @@ func unavailable(reason string) Result {
 	return Result{Decision: policy.Decision{Outcome: policy.Unavailable, Rule: "unavailable", Reason: reason}}
 }
 
-func credentialOf(ap store.AppPassword) *policy.Credential {
+// CredentialOf is the policy's view of an app password.
+func CredentialOf(ap store.AppPassword) *policy.Credential {
 	return &policy.Credential{
 		Kind: policy.AppPassword, ID: ap.ID, Name: ap.Name, Created: ap.Created,
 		Expires: ap.Expires, Scope: ap.Scope, Networks: ap.Networks, LastUsed: ap.LastUse.Time,
@@ -268,22 +294,17 @@ func credentialOf(ap store.AppPassword) *policy.Credential {
 }
 
 // record does the side effects of a decision: throttle accounting, audit,
-// last use and the log line.
-func (s *Service) record(req Request, res Result) {
-	// Throttle state is keyed by the login as typed (normalised), the same
-	// key Check used, so that a success clears the failures it follows.
-	login := store.NormalizeUser(req.User)
+// last use and the log line, all under the canonical name when the
+// directory knows the login.
+func (s *Service) record(req Request, ev evaluation) {
+	res, user := ev.res, ev.name
 	if s.throttl != nil {
 		switch res.Outcome {
 		case policy.Allow:
-			s.throttl.Success(req.IP, login)
+			s.throttl.Success(req.IP, user)
 		case policy.BadCredentials:
-			s.throttl.Failure(req.IP, login)
+			s.throttl.Failure(req.IP, user)
 		}
-	}
-	user := login
-	if res.User != nil {
-		user = res.User.Name
 	}
 	outcome := "deny"
 	if res.Allowed() {

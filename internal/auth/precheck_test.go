@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -131,7 +132,8 @@ func TestRealThrottle(t *testing.T) {
 }
 
 // TestThrottleKeysConsistent: Check, Failure and Success must see the same
-// user key, or a success never clears the failures it should.
+// user key, or a success never clears the failures it should. The key is
+// the canonical name once the directory knows the login (issue #13.5).
 func TestThrottleKeysConsistent(t *testing.T) {
 	e := newEnv(t)
 	_, secret := e.create(t, store.CreateRequest{User: "alice"})
@@ -139,11 +141,47 @@ func TestThrottleKeysConsistent(t *testing.T) {
 	e.svc.Login(context.Background(), req("Alice@Example.com", secret))
 	e.throttle.mu.Lock()
 	defer e.throttle.mu.Unlock()
-	want := "198.51.100.7 alice@example.com"
+	want := "198.51.100.7 alice"
 	if len(e.throttle.failures) != 1 || e.throttle.failures[0] != want {
 		t.Errorf("failures: got %q, want [%q]", e.throttle.failures, want)
 	}
 	if len(e.throttle.successes) != 1 || e.throttle.successes[0] != want {
 		t.Errorf("successes: got %q, want [%q] (the key Check and Failure used)", e.throttle.successes, want)
+	}
+	if !slices.Contains(e.throttle.checks, want) {
+		t.Errorf("checks: got %q, want one under %q", e.throttle.checks, want)
+	}
+}
+
+// TestThrottleCanonicalName: spelling a name differently (case, an
+// address) does not buy a fresh per-user budget, and the audit names the
+// canonical user (issue #13.5).
+func TestThrottleCanonicalName(t *testing.T) {
+	e := newEnv(t)
+	_, secret := e.create(t, store.CreateRequest{User: "alice"})
+	th := throttle.New(throttle.Options{Limits: throttle.Limits{MaxFailuresPerUser: 3}, BaseDelay: -1, Now: e.clock.Now})
+	e.svc = New(Options{Store: e.store, Directory: e.dir, Policy: testPolicy(), Throttle: th, Logger: discard(), Now: e.clock.Now})
+	ctx := context.Background()
+	for i, login := range []string{"alice", "ALICE", "alice@example.com"} {
+		r := req(login, "guess")
+		r.IP = addr("203.0.113.9")
+		if res := e.svc.Login(ctx, r); res.Outcome != policy.BadCredentials {
+			t.Fatalf("attempt %d (%s): got %s, want bad_credentials", i+1, login, res.Outcome)
+		}
+	}
+	for _, login := range []string{"Alice@Example.COM", "alice"} {
+		r := req(login, secret)
+		r.IP = addr("203.0.113.10")
+		if res := e.svc.Login(ctx, r); res.Outcome != policy.Throttled {
+			t.Errorf("%s after 3 failures under other spellings: got %s, want throttled", login, res.Outcome)
+		}
+	}
+	if err := e.bolt.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.auditLog(t) {
+		if r.User != "alice" {
+			t.Errorf("audit record %s/%s names %q, want the canonical alice", r.Outcome, r.Rule, r.User)
+		}
 	}
 }

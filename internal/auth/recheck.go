@@ -118,7 +118,7 @@ func (s *Service) redecide(pol *policy.Config, u *directory.User, aps map[string
 	case si.AppPasswordID == "":
 		in.Credential = &policy.Credential{Kind: policy.Primary}
 	case aps[si.AppPasswordID] != nil:
-		c := credentialOf(*aps[si.AppPasswordID])
+		c := CredentialOf(*aps[si.AppPasswordID])
 		// This session is a use: its last use may not be flushed yet.
 		if c.LastUsed.Before(si.Started) {
 			c.LastUsed = si.Started

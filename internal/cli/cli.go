@@ -57,6 +57,7 @@ func commands() []command {
 		{"store", "store copy --from A --to B: copy app passwords and audit between stores", runStore},
 		{"hash-password", "read a password on stdin, print its argon2id hash for directory.static", runHashPassword},
 		{"version", "print the version", runVersion},
+		{"checkpassword", "Dovecot checkpassword passdb: ask the daemon over listen.decision", runCheckpassword},
 	}
 }
 
@@ -77,6 +78,7 @@ var synopses = map[string]string{
 	"store":          "store SUBCOMMAND [options]",
 	"store copy":     "store copy --from CONFIG --to CONFIG",
 	"hash-password":  "hash-password < password",
+	"checkpassword":  "checkpassword [--socket PATH] PROGRAM... (Dovecot's checkpassword passdb; reads fd 3)",
 	"version":        "version",
 }
 
@@ -126,6 +128,10 @@ func exitCode(env Env, err error) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
+	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
 	}
 	fmt.Fprintf(env.Stderr, "legate: %s\n", safeLines(err.Error()))
 	var ue usageError

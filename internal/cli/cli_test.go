@@ -188,6 +188,29 @@ func exercise(t *testing.T, cfg string) {
 	if strings.Contains(r.stdout+r.stderr, secret) {
 		t.Error("audit output contains the secret")
 	}
+
+	// One canonical name (issue #13.5): alice's address names alice in
+	// every command, so list and revoke --all under that spelling see what
+	// create under it made.
+	r = legate(t, "", "apppass", "revoke", "--config", cfg, "--user", "alice@example.com", "--name", "Printer")
+	if r.code != 0 || !strings.Contains(r.stdout, "1 app password(s) revoked") {
+		t.Errorf("revoke --user alice@example.com: exit %d, out %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := legate(t, "", "apppass", "create", "--config", cfg, "--user", "Alice@Example.com", "--name", "Tablet"); r.code != 0 {
+		t.Fatalf("create --user Alice@Example.com: %s", r.stderr)
+	}
+	r = legate(t, "", "apppass", "list", "--config", cfg, "--user", "alice@example.com", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 2 {
+		t.Errorf("list --user alice@example.com: %v, %q; want Phone and Tablet", err, r.stdout)
+	}
+	r = legate(t, "", "apppass", "revoke", "--config", cfg, "--user", "ALICE@example.com", "--all")
+	if r.code != 0 || !strings.Contains(r.stdout, "2 app password(s) revoked") {
+		t.Errorf("revoke --all --user ALICE@example.com: exit %d, out %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = legate(t, "", "apppass", "create", "--config", cfg, "--user", "uid=alice,ou=people,dc=example,dc=com", "--name", "x")
+	if r.code != 1 || !strings.Contains(r.stderr, "unknown user") {
+		t.Errorf("create for a DN-shaped name: exit %d, stderr %q; want unknown user", r.code, r.stderr)
+	}
 }
 
 func TestCLIWithoutServer(t *testing.T) {
@@ -235,6 +258,9 @@ func TestCLIWithServer(t *testing.T) {
 		t.Errorf("admin socket mode: %v %v, want 0600", fi.Mode(), err)
 	}
 	exercise(t, cfg)
+	if r := legate(t, "", "apppass", "create", "--config", cfg, "--user", "alice", "--name", "AdminView"); r.code != 0 {
+		t.Fatalf("apppass create: exit %d %s", r.code, r.stderr)
+	}
 	if raw := adminRaw(t, sock, `{"op":"apppass.list","args":{"user":"alice"}}`); !strings.Contains(raw, `"user":"alice"`) || strings.Contains(raw, `"hash`) {
 		t.Errorf("admin socket apppass.list: got %s, want the app password without its hash", raw)
 	}

@@ -50,6 +50,8 @@ type Config struct {
 	Throttle  Throttle  `yaml:"throttle"`
 	Log       Log       `yaml:"log"`
 	Audit     Audit     `yaml:"audit"`
+	Decision  Decision  `yaml:"decision"`
+	AuthHTTP  AuthHTTP  `yaml:"auth_http"`
 
 	file  string         // name given to Load/Parse
 	lines map[string]int // key path → line, from the decoder
@@ -70,6 +72,23 @@ type Listen struct {
 	HTTP        string `yaml:"http"`        // /metrics /healthz /readyz
 	Portal      string `yaml:"portal"`      // self-service page
 	Admin       string `yaml:"admin"`       // unix socket path, mode 0600
+	// Decision is the unix socket `legate checkpassword` asks (mode 0660,
+	// group decision.socket_group).
+	Decision string `yaml:"decision"`
+	// AuthHTTP is nginx's mail auth_http endpoint: a loopback host:port or
+	// unix:/path.
+	AuthHTTP string `yaml:"auth_http"`
+}
+
+// AuthHTTP configures the nginx auth_http endpoint (listen.auth_http).
+type AuthHTTP struct {
+	Header     string `yaml:"header"`      // the header nginx sends with auth_http_header
+	SecretFile string `yaml:"secret_file"` // its value; requests without it get 403
+}
+
+// Decision configures the decision socket (listen.decision).
+type Decision struct {
+	SocketGroup string `yaml:"socket_group"` // group owning the socket; "" keeps Legate's
 }
 
 // TLS is the server certificate for every TLS listener (PEM files).
@@ -259,13 +278,16 @@ type Portal struct {
 
 // OIDC is the OpenID Connect provider users sign in with.
 type OIDC struct {
-	Issuer           string   `yaml:"issuer"`
-	ClientID         string   `yaml:"client_id"`
-	ClientSecretFile string   `yaml:"client_secret_file"`
-	UsernameClaim    string   `yaml:"username_claim"` // default preferred_username
-	RequireMFA       bool     `yaml:"require_mfa"`    // default true
-	MFAAMR           []string `yaml:"mfa_amr"`        // default mfa otp hwk swk sms
-	MFAACR           string   `yaml:"mfa_acr"`        // if set, acr must equal it
+	Issuer           string `yaml:"issuer"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	UsernameClaim    string `yaml:"username_claim"` // default preferred_username
+	// UsernameAttribute is what the claim must equal exactly: "name" (the
+	// directory's canonical name) or "mail" (one of the user's addresses).
+	UsernameAttribute string   `yaml:"username_attribute"` // default name
+	RequireMFA        bool     `yaml:"require_mfa"`        // default true
+	MFAAMR            []string `yaml:"mfa_amr"`            // default mfa otp hwk swk sms
+	MFAACR            string   `yaml:"mfa_acr"`            // if set, acr must equal it
 }
 
 // ClientSettings are shown beside a new password.
@@ -354,9 +376,10 @@ func Default() *Config {
 			SessionKeyFile: "portal.key",
 			ReauthAfter:    Duration(10 * time.Minute),
 			OIDC: OIDC{
-				UsernameClaim: "preferred_username",
-				RequireMFA:    true,
-				MFAAMR:        slices.Clone(defaultAMR),
+				UsernameClaim:     "preferred_username",
+				UsernameAttribute: "name",
+				RequireMFA:        true,
+				MFAAMR:            slices.Clone(defaultAMR),
 			},
 		},
 		Limits: Limits{

@@ -161,7 +161,7 @@ func (c *Config) derive(dir string) {
 // paths lists every key that holds a file system path.
 func (c *Config) paths() []*string {
 	return append([]*string{
-		&c.Listen.Admin,
+		&c.Listen.Admin, &c.Listen.Decision, &c.AuthHTTP.SecretFile,
 		&c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Storage.Path, &c.Storage.KeyFile,
 		&c.Storage.Etcd.TLS.CAFile, &c.Storage.Etcd.TLS.CertFile, &c.Storage.Etcd.TLS.KeyFile,

@@ -399,3 +399,44 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("alias bomb took %v, want bounded work", d)
 	}
 }
+
+// TestUsernameAttribute: portal.oidc.username_attribute is name or mail,
+// with a file:line error otherwise (docs/identity.md).
+func TestUsernameAttribute(t *testing.T) {
+	got := parseErrors(t, minimal+"portal:\n  oidc:\n    username_attribute: uid\n")
+	want := `legate.yaml:13: portal.oidc.username_attribute: "uid" is not one of name, mail`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q, want [%q]", got, want)
+	}
+	for _, v := range []string{"name", "mail"} {
+		c, err := Parse("legate.yaml", []byte(minimal+"portal:\n  oidc:\n    username_attribute: "+v+"\n"))
+		if err != nil || c.Portal.OIDC.UsernameAttribute != v {
+			t.Errorf("username_attribute %s: %v", v, err)
+		}
+	}
+	if c, err := Parse("legate.yaml", []byte(minimal)); err != nil || c.Portal.OIDC.UsernameAttribute != "name" {
+		t.Errorf("default username_attribute: %v %v, want name", c, err)
+	}
+}
+
+// TestAuthHTTPAndDecisionKeys: listen.auth_http is loopback or unix: only
+// and needs its header and secret; listen.decision is not the admin socket.
+func TestAuthHTTPAndDecisionKeys(t *testing.T) {
+	with := func(listen string) string {
+		return strings.Replace(minimal, "listen:\n", "listen:\n"+listen, 1)
+	}
+	got := strings.Join(parseErrors(t, with("  auth_http: 0.0.0.0:9143\n")), "\n")
+	if !strings.Contains(got, "listen.auth_http: must be a loopback address") || !strings.Contains(got, "auth_http.secret_file: missing") {
+		t.Errorf("public auth_http without a secret: got %q", got)
+	}
+	for _, ok := range []string{"127.0.0.1:9143", "'[::1]:9143'", "unix:/run/legate/auth.sock"} {
+		c, err := Parse("legate.yaml", []byte(with("  auth_http: "+ok+"\n")+"auth_http:\n  header: X-Auth-Key\n  secret_file: /etc/x\n"))
+		if err != nil || c.Listen.AuthHTTP != strings.Trim(ok, "'") {
+			t.Errorf("auth_http %s: %v", ok, err)
+		}
+	}
+	got = strings.Join(parseErrors(t, with("  admin: /run/a.sock\n  decision: /run/a.sock\n")), "\n")
+	if !strings.Contains(got, "listen.decision: must not be the admin socket") {
+		t.Errorf("decision = admin: got %q", got)
+	}
+}

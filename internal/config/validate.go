@@ -167,6 +167,24 @@ func (v *validator) listen() {
 	} else if l.Admin != "" && len(l.Admin) > maxSocketPath {
 		v.add("listen.admin", "unix socket path %q is %d bytes, longer than the system limit of %d", l.Admin, len(l.Admin), maxSocketPath)
 	}
+	if l.Decision != "" && len(l.Decision) > maxSocketPath {
+		v.add("listen.decision", "unix socket path %q is %d bytes, longer than the system limit of %d", l.Decision, len(l.Decision), maxSocketPath)
+	} else if l.Decision != "" && l.Decision == l.Admin {
+		v.add("listen.decision", "must not be the admin socket")
+	}
+	if a := l.AuthHTTP; a != "" {
+		if path, ok := strings.CutPrefix(a, "unix:"); ok {
+			if path == "" || len(path) > maxSocketPath {
+				v.add("listen.auth_http", "unix socket path %q is empty or longer than %d bytes", path, maxSocketPath)
+			}
+		} else if host, _, err := net.SplitHostPort(a); err != nil || hostPort(a, true, 1) != nil {
+			v.add("listen.auth_http", "%q is not host:port or unix:/path", a)
+		} else if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
+			v.add("listen.auth_http", "must be a loopback address or a unix:/path socket: nginx sends users' passwords to it")
+		}
+		v.required("auth_http.header", v.c.AuthHTTP.Header, "with listen.auth_http (the header nginx sends, auth_http_header)")
+		v.required("auth_http.secret_file", v.c.AuthHTTP.SecretFile, "with listen.auth_http")
+	}
 }
 
 func (v *validator) tls() {

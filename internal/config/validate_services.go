@@ -238,6 +238,7 @@ func (v *validator) portal() {
 		}
 	}
 	v.required("portal.oidc.username_claim", p.OIDC.UsernameClaim, "as the ID-token claim that holds the user name")
+	v.oneOf("portal.oidc.username_attribute", p.OIDC.UsernameAttribute, "name", "mail")
 	if p.OIDC.RequireMFA && len(p.OIDC.MFAAMR) == 0 && p.OIDC.MFAACR == "" {
 		v.add("portal.oidc.mfa_amr", "is empty and mfa_acr is not set, so require_mfa could never be met")
 	}

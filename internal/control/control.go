@@ -30,11 +30,26 @@ var (
 	ErrUsage       = errors.New("usage")
 )
 
-// Local performs operations in this process.
+// Explainer evaluates a login without side effects; *auth.Service is one.
+type Explainer interface {
+	Explain(ctx context.Context, req auth.Request) auth.Result
+}
+
+// Local performs operations in this process. Its rules come from policy
+// (the same helpers policy.Decide applies to logins); users are named by
+// their canonical name, resolved through the directory (docs/identity.md).
 type Local struct {
-	// Auth is the login service: its store, directory and policy are used.
-	Auth *auth.Service
-	// Sessions may be nil when no server runs (CLI without serve).
+	// Store holds app passwords and the audit log; required.
+	Store store.Store
+	// Directory returns the directory in force (reload may replace it);
+	// required.
+	Directory func() directory.Directory
+	// Policy returns the policy in force; required.
+	Policy func() *policy.Config
+	// Explainer answers Explain; nil: Explain reports ErrNoServer.
+	Explainer Explainer
+	// Registry holds the live sessions; nil when no server runs (CLI
+	// without serve).
 	Registry *session.Registry
 	// MaxPerUser is the app-password limit; zero means 40.
 	MaxPerUser func() int
@@ -87,12 +102,74 @@ type Revoked struct {
 	SessionsClosed int                 `json:"sessions_closed"`
 }
 
-func (l *Local) lookup(ctx context.Context, user string) (*directory.User, error) {
-	u, err := l.Auth.Directory().Lookup(ctx, user)
+// lookup resolves a login name to the directory user it names.
+func (l *Local) lookup(ctx context.Context, login string) (*directory.User, error) {
+	u, err := l.Directory().Lookup(ctx, login)
 	if errors.Is(err, directory.ErrNoSuchUser) {
-		return nil, fmt.Errorf("%w %q", ErrUnknownUser, user)
+		return nil, fmt.Errorf("%w %q", ErrUnknownUser, login)
 	}
 	return u, err
+}
+
+// owner is the name under which a user's records are kept: the canonical
+// name when the directory knows the login, else the login as typed
+// (normalised), so that the records of a user since removed from the
+// directory can still be listed and revoked under their canonical name.
+// u is nil in the second case.
+func (l *Local) owner(ctx context.Context, login string) (name string, u *directory.User, err error) {
+	u, err = l.Directory().Lookup(ctx, login)
+	switch {
+	case err == nil:
+		return u.Name, u, nil
+	case errors.Is(err, directory.ErrNoSuchUser):
+		return store.NormalizeUser(login), nil, nil
+	}
+	return "", nil, err
+}
+
+// ClaimArgs is an identity asserted by a sign-in service (the portal's
+// OpenID Connect provider).
+type ClaimArgs struct {
+	// Claim is the value of the username claim.
+	Claim string `json:"claim"`
+	// Attribute is what it must equal: "name" (or "": the canonical name)
+	// or "mail" (one of the user's addresses).
+	Attribute string `json:"attribute,omitempty"`
+}
+
+// Claim attributes (portal.oidc.username_attribute).
+const (
+	ClaimName = "name"
+	ClaimMail = "mail"
+)
+
+// ResolveClaim maps a sign-in claim onto the canonical name of the one
+// user it names, by exact (case-insensitive) equality with the chosen
+// attribute. DN-shaped claims are refused, and so is a claim that reaches
+// a user only by another route (a name claim equal to someone's address, an
+// address claim equal to someone else's name): an identity provider that
+// lets users choose their username cannot map one identity onto another.
+func (l *Local) ResolveClaim(ctx context.Context, a ClaimArgs) (string, error) {
+	claim := strings.TrimSpace(a.Claim)
+	if a.Attribute != "" && a.Attribute != ClaimName && a.Attribute != ClaimMail {
+		return "", fmt.Errorf("%w: the username attribute must be %q or %q", ErrUsage, ClaimName, ClaimMail)
+	}
+	if !directory.ValidLogin(claim) || directory.DNShaped(claim) {
+		return "", fmt.Errorf("%w: the sign-in name is not a user name", ErrUnknownUser)
+	}
+	u, err := l.lookup(ctx, claim)
+	if err != nil {
+		return "", err
+	}
+	match := strings.EqualFold(u.Name, claim)
+	if a.Attribute == ClaimMail {
+		match = strings.Contains(claim, "@") &&
+			slices.ContainsFunc(u.Addresses, func(x string) bool { return strings.EqualFold(strings.TrimSpace(x), claim) })
+	}
+	if !match {
+		return "", fmt.Errorf("%w %q", ErrUnknownUser, claim)
+	}
+	return u.Name, nil
 }
 
 // CreateAppPassword creates an app password under the rules of SPEC §1.
@@ -110,21 +187,18 @@ func (l *Local) CreateAppPassword(ctx context.Context, a CreateArgs) (Created, e
 	if err != nil {
 		return Created{}, err
 	}
-	pol := l.Auth.Policy()
-	pu := &policy.User{Name: u.Name, Groups: u.Groups, Admin: u.Admin}
-	if pol.IsAdmin(pu) {
-		l.audit(a.Via, "create", u.Name, "deny", string(policy.RuleAdmin), "", "")
-		return Created{}, ErrAdmin
-	}
-	if pol.BlockLegacyAuth || containsFold(pol.BlockedUsers, u.Name) || anyFold(pol.BlockedGroups, u.Groups) {
-		l.audit(a.Via, "create", u.Name, "deny", string(policy.RuleLegacyBlocked), "", "")
+	if r, ok := l.Policy().MayUseLegacyAuth(&policy.User{Name: u.Name, Groups: u.Groups, Admin: u.Admin}); !ok {
+		l.audit(a.Via, "create", u.Name, "deny", string(r.Rule), "", "")
+		if r.Rule == policy.RuleAdmin {
+			return Created{}, ErrAdmin
+		}
 		return Created{}, ErrBlocked
 	}
 	req := store.CreateRequest{User: u.Name, Name: name, Scope: a.Scope, Networks: a.Networks, Limit: l.limit()}
 	if a.ExpiresIn > 0 {
 		req.Expires = l.now().Add(a.ExpiresIn).UTC()
 	}
-	rec, secret, err := l.Auth.Store().Create(ctx, req)
+	rec, secret, err := l.Store.Create(ctx, req)
 	if err != nil {
 		return Created{}, err
 	}
@@ -141,30 +215,34 @@ func (l *Local) limit() int {
 	return 40
 }
 
+// statusOf names the rule of policy.CredentialStatus for listings.
+var statusOf = map[policy.Rule]string{
+	policy.RuleExpired:         "expired",
+	policy.RulePasswordChanged: "password-changed",
+	policy.RuleUnused:          "unused-expired",
+}
+
 // ListAppPasswords lists a user's app passwords with their status.
 func (l *Local) ListAppPasswords(ctx context.Context, user string) ([]Listed, error) {
-	recs, err := l.Auth.Store().List(ctx, user)
+	name, u, err := l.owner(ctx, user)
 	if err != nil {
 		return nil, err
 	}
-	pol := l.Auth.Policy()
+	recs, err := l.Store.List(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	pol := l.Policy()
 	var changed time.Time
-	if pol.RevokeOnPasswordChange {
-		if u, err := l.Auth.Directory().Lookup(ctx, user); err == nil {
-			changed = u.PasswordChanged
-		}
+	if u != nil {
+		changed = u.PasswordChanged
 	}
 	now := l.now()
 	out := make([]Listed, 0, len(recs))
 	for _, r := range recs {
 		st := "active"
-		switch {
-		case !r.Expires.IsZero() && !now.Before(r.Expires):
-			st = "expired"
-		case !changed.IsZero() && r.Created.Before(changed):
-			st = "password-changed"
-		case pol.UnusedExpired(r.Created, r.LastUse.Time, now):
-			st = "unused-expired"
+		if f, ok := pol.CredentialStatus(auth.CredentialOf(r), changed, now); !ok {
+			st = statusOf[f.Rule]
 		}
 		out = append(out, Listed{AppPassword: r, Status: st})
 	}
@@ -180,10 +258,13 @@ func (l *Local) RevokeAppPasswords(ctx context.Context, a RevokeArgs) (Revoked, 
 		}
 	}
 	if n != 1 {
-		return Revoked{}, fmt.Errorf("%w: give exactly one of --id, --name or --all", ErrUsage)
+		return Revoked{}, fmt.Errorf("%w: say which app passwords to revoke: one id, one name, or all of them", ErrUsage)
 	}
-	user := store.NormalizeUser(a.User)
-	revoked, err := l.Auth.Store().Revoke(ctx, user, store.Selector{ID: a.ID, Name: a.Name, All: a.All})
+	user, _, err := l.owner(ctx, a.User)
+	if err != nil {
+		return Revoked{}, err
+	}
+	revoked, err := l.Store.Revoke(ctx, user, store.Selector{ID: a.ID, Name: a.Name, All: a.All})
 	if err != nil {
 		return Revoked{}, err
 	}
@@ -223,12 +304,15 @@ type Explanation struct {
 // Explain evaluates a login like the front-ends would, without side effects.
 func (l *Local) Explain(ctx context.Context, a ExplainArgs) (Explanation, error) {
 	if !policy.ValidProtocol(a.Protocol) {
-		return Explanation{}, fmt.Errorf("%w: --protocol must be imap, smtp or ldap", ErrUsage)
+		return Explanation{}, fmt.Errorf("%w: the protocol must be imap, smtp or ldap", ErrUsage)
 	}
 	if !a.IP.IsValid() {
-		return Explanation{}, fmt.Errorf("%w: --ip must be an IP address", ErrUsage)
+		return Explanation{}, fmt.Errorf("%w: the client's IP address is missing or not an IP address", ErrUsage)
 	}
-	res := l.Auth.Explain(ctx, auth.Request{User: a.User, Secret: a.Secret, IP: a.IP, Protocol: a.Protocol, TLS: a.TLS})
+	if l.Explainer == nil {
+		return Explanation{}, ErrNoServer
+	}
+	res := l.Explainer.Explain(ctx, auth.Request{User: a.User, Secret: a.Secret, IP: a.IP, Protocol: a.Protocol, TLS: a.TLS})
 	e := Explanation{Outcome: res.Outcome.String(), Rule: string(res.Rule), Reason: res.Reason, SecretChecked: a.Secret != ""}
 	if res.AppPassword != nil {
 		e.AppPasswordID = res.AppPassword.ID
@@ -250,33 +334,47 @@ type AuditArgs struct {
 
 // Audit returns audit records.
 func (l *Local) Audit(ctx context.Context, a AuditArgs) ([]store.AuditRecord, error) {
-	if err := l.Auth.Store().Flush(ctx); err != nil {
+	if err := l.Store.Flush(ctx); err != nil {
 		return nil, err
 	}
-	q := store.AuditQuery{User: store.NormalizeUser(a.User), Limit: a.Limit, Seq: a.Seq}
+	q := store.AuditQuery{Limit: a.Limit, Seq: a.Seq}
+	if a.User != "" {
+		name, _, err := l.owner(ctx, a.User)
+		if err != nil {
+			return nil, err
+		}
+		q.User = name
+	}
 	if a.Since > 0 {
 		q.Since = l.now().Add(-a.Since)
 	}
-	return l.Auth.Store().AuditLog(ctx, q)
+	return l.Store.AuditLog(ctx, q)
 }
 
 // VerifyAudit checks the audit hash chain.
 func (l *Local) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
-	if err := l.Auth.Store().Flush(ctx); err != nil {
+	if err := l.Store.Flush(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}
-	return l.Auth.Store().VerifyAudit(ctx)
+	return l.Store.VerifyAudit(ctx)
 }
 
 // ErrNoServer: the operation needs a running `legate serve`.
 var ErrNoServer = errors.New("no legate server is running (live sessions exist only in `legate serve`)")
 
-// Sessions lists live sessions.
-func (l *Local) Sessions(_ context.Context, user string) ([]session.Info, error) {
+// Sessions lists live sessions: all, or a user's.
+func (l *Local) Sessions(ctx context.Context, user string) ([]session.Info, error) {
 	if l.Registry == nil {
 		return nil, ErrNoServer
 	}
-	return l.Registry.List(user), nil
+	if user != "" {
+		name, _, err := l.owner(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		return l.Registry.List(name), nil
+	}
+	return l.Registry.List(""), nil
 }
 
 // KillArgs selects live sessions to close.
@@ -287,20 +385,25 @@ type KillArgs struct {
 }
 
 // KillSessions closes live sessions and returns how many.
-func (l *Local) KillSessions(_ context.Context, a KillArgs) (int, error) {
+func (l *Local) KillSessions(ctx context.Context, a KillArgs) (int, error) {
 	if l.Registry == nil {
 		return 0, ErrNoServer
 	}
 	if (a.ID == "") == (a.User == "") {
-		return 0, fmt.Errorf("%w: give a session ID or --user", ErrUsage)
+		return 0, fmt.Errorf("%w: say which sessions to close: one session id, or a user's", ErrUsage)
 	}
 	var n int
+	var user string
 	if a.ID != "" {
 		n = l.Registry.KillID(a.ID)
 	} else {
-		n = l.Registry.KillUser(a.User)
+		var err error
+		if user, _, err = l.owner(ctx, a.User); err != nil {
+			return 0, err
+		}
+		n = l.Registry.KillUser(user)
 	}
-	l.audit(a.Via, "kill", store.NormalizeUser(a.User), "ok", "", "", fmt.Sprintf("id=%s closed=%d", a.ID, n))
+	l.audit(a.Via, "kill", user, "ok", "", "", fmt.Sprintf("id=%s closed=%d", a.ID, n))
 	return n, nil
 }
 
@@ -308,14 +411,6 @@ func (l *Local) audit(via, action, user, outcome, rule, apID, detail string) {
 	if via == "" {
 		via = "cli"
 	}
-	l.Auth.Store().Audit(store.AuditRecord{Time: l.now(), Action: action, Via: via, User: user,
+	l.Store.Audit(store.AuditRecord{Time: l.now(), Action: action, Via: via, User: user,
 		Outcome: outcome, Rule: rule, AppPasswordID: apID, Detail: detail})
-}
-
-func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
-}
-
-func anyFold(want, have []string) bool {
-	return slices.ContainsFunc(want, func(w string) bool { return containsFold(have, w) })
 }

@@ -85,13 +85,13 @@ func (l *Local) Report(ctx context.Context, a ReportArgs) (Report, error) {
 		}
 	}
 	var rep Report
-	users, err := l.Auth.Store().Users(ctx)
+	users, err := l.Store.Users(ctx)
 	if err != nil {
 		return Report{}, err
 	}
 	names := map[string]string{}
 	for _, u := range users {
-		aps, err := l.Auth.Store().List(ctx, u)
+		aps, err := l.Store.List(ctx, u)
 		if err != nil {
 			return Report{}, err
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/internal/decision"
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/metrics"
 	"github.com/legate-proxy/legate/internal/portal"
@@ -38,6 +40,8 @@ type Daemon struct {
 	limiter  *connlimit.Limiter
 	local    *control.Local
 	admin    *admin.Server
+	decision *decision.Server // listen.decision: legate checkpassword
+	authHTTP *authHTTPServer  // listen.auth_http: nginx mail auth_http
 	cert     *certHolder
 	throttle *throttle.Throttle
 	fronts   []*frontListener
@@ -82,6 +86,16 @@ func Check(_ context.Context, cfg *config.Config) error {
 	}
 	if err := checkPortalSecrets(cfg); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.Listen.AuthHTTP != "" {
+		if _, err := config.ReadSecretFile(cfg.AuthHTTP.SecretFile); err != nil {
+			errs = append(errs, fmt.Errorf("auth_http.secret_file: %w", err))
+		}
+	}
+	if g := cfg.Decision.SocketGroup; cfg.Listen.Decision != "" && g != "" {
+		if _, err := user.LookupGroup(g); err != nil {
+			errs = append(errs, fmt.Errorf("decision.socket_group: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -131,10 +145,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.registry.SetHooks(d.sessionHooks())
 	d.sweepDone.Add(1)
 	go d.sweeper()
-	d.local = &control.Local{Auth: d.auth, Registry: d.registry,
+	d.local = &control.Local{Store: d.store, Directory: d.auth.Directory, Policy: d.auth.Policy, Explainer: d.auth, Registry: d.registry,
 		MaxPerUser: func() int { return d.config().Policy.MaxAppPasswordsPerUser }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
+			return d, err
+		}
+	}
+	if cfg.Listen.Decision != "" {
+		if d.decision, err = decision.Listen(decision.Options{Path: cfg.Listen.Decision,
+			Group: cfg.Decision.SocketGroup, Login: d.auth, Logger: log}); err != nil {
+			return d, err
+		}
+	}
+	if cfg.Listen.AuthHTTP != "" {
+		if d.authHTTP, err = d.startAuthHTTP(cfg); err != nil {
 			return d, err
 		}
 	}
@@ -163,6 +188,9 @@ func (d *Daemon) Control() *control.Local { return d.local }
 // Addr returns the bound address of a listener by its config key (imap,
 // imaps, submission, ...), or nil.
 func (d *Daemon) Addr(key string) net.Addr {
+	if key == "auth_http" && d.authHTTP != nil {
+		return d.authHTTP.Addr()
+	}
 	for _, f := range d.fronts {
 		if f.key == key {
 			return f.ln.Addr()
@@ -263,6 +291,12 @@ func (d *Daemon) close() error {
 	if d.stopSweep != nil && d.auth != nil {
 		close(d.stopSweep)
 		d.sweepDone.Wait()
+	}
+	if d.decision != nil {
+		d.decision.Close()
+	}
+	if d.authHTTP != nil {
+		d.authHTTP.close()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())

@@ -9,7 +9,10 @@ package directory
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 var (
@@ -36,8 +39,40 @@ type User struct {
 
 // Directory looks users up and checks primary passwords.
 type Directory interface {
-	// Lookup finds a user by login name, e-mail address or DN.
+	// Lookup finds the one user a login name means (docs/identity.md):
+	//   - the user's canonical name (case-insensitive), or
+	//   - one of the user's addresses (it contains '@'), when it belongs to
+	//     exactly one user and is nobody else's canonical name, or
+	//   - for the LDAP directory only, the user's own DN (an LDAP bind name),
+	//     when it is the entry the canonical name resolves to.
+	// Anything else — another DN shape, a login matching several users, a
+	// login that is not a valid login name — is ErrNoSuchUser. The User's
+	// Name is the canonical name every caller uses from then on.
 	Lookup(ctx context.Context, login string) (*User, error)
 	// CheckPassword verifies the user's primary password.
 	CheckPassword(ctx context.Context, u *User, password string) error
 }
+
+// MaxLoginLength bounds a login name, in bytes.
+const MaxLoginLength = 256
+
+// ValidLogin reports whether s (already trimmed) can be a login name at all:
+// 1 to MaxLoginLength bytes of UTF-8 without control characters.
+func ValidLogin(s string) bool {
+	if s == "" || len(s) > MaxLoginLength || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// DNShaped reports whether s looks like a distinguished name (it contains
+// '=' or ','): never a canonical name or an address.
+func DNShaped(s string) bool { return strings.ContainsAny(s, "=,") }
+
+// normalize is the case-insensitive form names and addresses are compared in.
+func normalize(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

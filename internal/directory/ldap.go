@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,8 @@ type LDAP struct {
 
 	mu   sync.Mutex
 	conn *ldap.Conn // nil until first use or after a failure
+
+	eq equalizer
 }
 
 var _ Directory = (*LDAP)(nil)
@@ -103,7 +106,7 @@ func NewLDAP(opts LDAPOptions) (*LDAP, error) {
 	if err != nil || opts.BaseDN == "" {
 		return nil, fmt.Errorf("directory: ldap: base_dn %q: invalid", opts.BaseDN)
 	}
-	d := &LDAP{opts: opts, base: base}
+	d := &LDAP{opts: opts, base: base, eq: equalizer{max: min(opts.Timeout, 50*time.Millisecond)}}
 	for _, g := range opts.AdminGroups {
 		gdn, err := ldap.ParseDN(g)
 		if err != nil {
@@ -125,64 +128,160 @@ func (d *LDAP) Close() error {
 	return nil
 }
 
-// Lookup implements Directory: a DN under BaseDN is read directly, anything
-// else is searched with UserFilter (and the mail attributes when it holds an
-// '@').
+// Lookup implements Directory (the login rule is in directory.go and
+// docs/identity.md). A name or an address costs the same directory work
+// whether or not the user exists: the user search and the disabled search
+// run together, both with the same filter (issue #13.9). A DN must lie under
+// BaseDN and is accepted only when the canonical name it holds resolves to
+// that same entry.
 func (d *LDAP) Lookup(ctx context.Context, login string) (*User, error) {
 	login = strings.TrimSpace(login)
-	if login == "" {
+	if !ValidLogin(login) {
 		return nil, ErrNoSuchUser
+	}
+	if DNShaped(login) {
+		return d.lookupDN(ctx, login)
+	}
+	return d.lookupName(ctx, login)
+}
+
+// lookupName resolves a canonical name or an address with two concurrent
+// searches under BaseDN: the user search, and the same search narrowed by
+// DisabledFilter (which tells whether the found entry is disabled).
+func (d *LDAP) lookupName(ctx context.Context, login string) (*User, error) {
+	esc := ldap.EscapeFilter(login)
+	filter := strings.ReplaceAll(d.opts.UserFilter, "%s", esc)
+	if strings.Contains(login, "@") && len(d.opts.MailAttributes) > 0 {
+		var b strings.Builder
+		b.WriteString("(|" + filter)
+		for _, a := range d.opts.MailAttributes {
+			b.WriteString("(" + a + "=" + esc + ")")
+		}
+		b.WriteString(")")
+		filter = b.String()
 	}
 	attrs := append([]string{d.opts.NameAttribute, d.opts.GroupAttribute, d.opts.PasswordChangedAttribute}, d.opts.MailAttributes...)
-	var req *ldap.SearchRequest
-	if dn, err := ldap.ParseDN(login); err == nil && strings.Contains(login, "=") {
-		if !d.base.AncestorOfFold(dn) {
-			return nil, ErrNoSuchUser
-		}
-		req = ldap.NewSearchRequest(login, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 2, d.timeLimit(),
-			false, "(objectClass=*)", attrs, nil)
-	} else {
-		esc := ldap.EscapeFilter(login)
-		filter := strings.ReplaceAll(d.opts.UserFilter, "%s", esc)
-		if strings.Contains(login, "@") && len(d.opts.MailAttributes) > 0 {
-			var b strings.Builder
-			b.WriteString("(|" + filter)
-			for _, a := range d.opts.MailAttributes {
-				b.WriteString("(" + a + "=" + esc + ")")
-			}
-			b.WriteString(")")
-			filter = b.String()
-		}
-		req = ldap.NewSearchRequest(d.opts.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, d.timeLimit(),
-			false, filter, attrs, nil)
-	}
+	// Three entries are enough to pick a canonical name out of address
+	// matches, or to see that a login is ambiguous.
+	req := ldap.NewSearchRequest(d.opts.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 3, d.timeLimit(),
+		false, filter, attrs, nil)
+	dis := ldap.NewSearchRequest(d.opts.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 3, d.timeLimit(),
+		false, "(&"+filter+d.opts.DisabledFilter+")", []string{"1.1"}, nil)
+	var (
+		start = time.Now()
+		dres  *ldap.SearchResult
+		derr  error
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dres, derr = d.search(ctx, dis)
+	}()
 	res, err := d.search(ctx, req)
-	if err != nil {
-		return nil, err
+	wg.Wait()
+	if err == nil {
+		err = derr
 	}
-	if len(res.Entries) != 1 {
+	var e *ldap.Entry
+	if err == nil {
+		e = d.pick(res.Entries, login)
+	}
+	switch {
+	case err != nil && !errors.Is(err, ErrNoSuchUser):
+		return nil, err // unavailable: nothing to hide
+	case e == nil:
 		// None, or ambiguous: never guess which account a login means.
+		d.eq.hold(start, false)
 		return nil, ErrNoSuchUser
 	}
-	e := res.Entries[0]
+	d.eq.hold(start, true)
+	u := d.userOf(e)
+	for _, x := range dres.Entries {
+		if strings.EqualFold(x.DN, e.DN) {
+			u.Disabled = true
+		}
+	}
+	return u, nil
+}
+
+// pick chooses the entry a login means among the search results: the one
+// whose canonical name it is, else the one whose address it is; nil when
+// there is no such single entry.
+func (d *LDAP) pick(entries []*ldap.Entry, login string) *ldap.Entry {
+	var byName, byAddr []*ldap.Entry
+	for _, e := range entries {
+		name := e.GetEqualFoldAttributeValue(d.opts.NameAttribute)
+		if !ValidLogin(name) || DNShaped(name) {
+			continue // no usable canonical name: not a user Legate serves
+		}
+		if strings.EqualFold(name, login) {
+			byName = append(byName, e)
+			continue
+		}
+		for _, a := range d.opts.MailAttributes {
+			if slices.ContainsFunc(e.GetEqualFoldAttributeValues(a), func(v string) bool { return strings.EqualFold(v, login) }) {
+				byAddr = append(byAddr, e)
+				break
+			}
+		}
+	}
+	switch {
+	case len(byName) == 1:
+		return byName[0]
+	case len(byName) == 0 && len(byAddr) == 1 && strings.Contains(login, "@"):
+		return byAddr[0]
+	}
+	return nil
+}
+
+func (d *LDAP) userOf(e *ldap.Entry) *User {
 	u := &User{DN: e.DN, Name: strings.ToLower(e.GetEqualFoldAttributeValue(d.opts.NameAttribute))}
-	if u.Name == "" {
-		return nil, ErrNoSuchUser
-	}
 	for _, a := range d.opts.MailAttributes {
 		u.Addresses = append(u.Addresses, e.GetEqualFoldAttributeValues(a)...)
 	}
 	u.Groups = e.GetEqualFoldAttributeValues(d.opts.GroupAttribute)
 	u.Admin = d.isAdmin(u.Groups)
 	u.PasswordChanged = parsePasswordChanged(e.GetEqualFoldAttributeValue(d.opts.PasswordChangedAttribute))
+	return u
+}
 
-	dis := ldap.NewSearchRequest(e.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, d.timeLimit(),
-		false, "(&(objectClass=*)"+d.opts.DisabledFilter+")", []string{"1.1"}, nil)
-	dres, err := d.search(ctx, dis)
-	if err != nil {
-		return nil, err // ErrNoSuchUser when deleted in between
+// lookupDN resolves an LDAP bind name. When its first RDN is the name
+// attribute (uid=alice,ou=people,...) that value is looked up as a name;
+// otherwise (e.g. Active Directory's CN=Alice Smith,...) the entry's
+// canonical name is read first. Either way the name must resolve to this
+// very entry, so a DN never reaches a user another login would not.
+func (d *LDAP) lookupDN(ctx context.Context, login string) (*User, error) {
+	dn, err := ldap.ParseDN(login)
+	if err != nil || len(dn.RDNs) == 0 || len(dn.RDNs[0].Attributes) != 1 || !d.base.AncestorOfFold(dn) {
+		return nil, ErrNoSuchUser
 	}
-	u.Disabled = len(dres.Entries) > 0
+	rdn := dn.RDNs[0].Attributes[0]
+	name := rdn.Value
+	if !strings.EqualFold(rdn.Type, d.opts.NameAttribute) {
+		req := ldap.NewSearchRequest(login, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, d.timeLimit(),
+			false, "(objectClass=*)", []string{d.opts.NameAttribute}, nil)
+		res, err := d.search(ctx, req)
+		switch {
+		case errors.Is(err, ErrNoSuchUser):
+			// Look the RDN value up anyway: an unknown DN costs what a
+			// known one does.
+		case err != nil:
+			return nil, err
+		case len(res.Entries) == 1:
+			name = res.Entries[0].GetEqualFoldAttributeValue(d.opts.NameAttribute)
+		}
+	}
+	if !ValidLogin(name) {
+		return nil, ErrNoSuchUser
+	}
+	u, err := d.lookupName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := ldap.ParseDN(u.DN); err != nil || !got.EqualFold(dn) {
+		return nil, ErrNoSuchUser
+	}
 	return u, nil
 }
 
@@ -235,7 +334,8 @@ func (d *LDAP) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.Searc
 		switch {
 		case err == nil:
 			return res, nil
-		case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		case ldap.IsErrorAnyOf(err, ldap.LDAPResultNoSuchObject, ldap.LDAPResultSizeLimitExceeded):
+			// Size limit: more entries than any single login may mean.
 			return nil, ErrNoSuchUser
 		case ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultBusy, ldap.LDAPResultUnavailable) || c.IsClosing():
 			d.drop(c)

@@ -22,7 +22,8 @@ type StaticUser struct {
 
 // Static is a directory held in memory, from the configuration file.
 type Static struct {
-	byLogin map[string]*staticEntry
+	byName    map[string]*staticEntry
+	byAddress map[string]*staticEntry // nil value: the address of several users
 }
 
 type staticEntry struct {
@@ -33,13 +34,18 @@ type staticEntry struct {
 var _ Directory = (*Static)(nil)
 
 // NewStatic builds a static directory. Names and addresses are matched
-// case-insensitively; a password hash that cannot be parsed is an error.
+// case-insensitively; a password hash that cannot be parsed is an error, and
+// so is a name that is not a valid login name or is shaped like a DN (names
+// are canonical: docs/identity.md).
 func NewStatic(users []StaticUser) (*Static, error) {
-	s := &Static{byLogin: make(map[string]*staticEntry)}
+	s := &Static{byName: make(map[string]*staticEntry), byAddress: make(map[string]*staticEntry)}
 	for _, su := range users {
-		name := strings.ToLower(strings.TrimSpace(su.Name))
+		name := normalize(su.Name)
 		if name == "" {
 			return nil, fmt.Errorf("directory: static user without a name")
+		}
+		if !ValidLogin(name) || DNShaped(name) {
+			return nil, fmt.Errorf("directory: static user %q: a name must be a plain login name (no '=', ',' or control characters)", su.Name)
 		}
 		if su.PasswordHash != "" {
 			if err := checkHashFormat(su.PasswordHash); err != nil {
@@ -56,40 +62,46 @@ func NewStatic(users []StaticUser) (*Static, error) {
 			},
 			hash: su.PasswordHash,
 		}
-		if _, dup := s.byLogin[name]; dup {
+		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("directory: static user %s listed twice", name)
 		}
-		s.byLogin[name] = e
+		s.byName[name] = e
 		for _, a := range su.Addresses {
-			a = strings.ToLower(strings.TrimSpace(a))
-			if _, dup := s.byLogin[a]; !dup && a != "" {
-				s.byLogin[a] = e
+			a = normalize(a)
+			if !strings.Contains(a, "@") || !ValidLogin(a) || DNShaped(a) {
+				continue // never a login name
+			}
+			if prev, seen := s.byAddress[a]; seen && prev != e {
+				s.byAddress[a] = nil // shared by several users: logs in nobody
+			} else {
+				s.byAddress[a] = e
 			}
 		}
 	}
 	return s, nil
 }
 
-// Lookup implements Directory. A DN of the form uid=NAME,... or cn=NAME,...
-// is reduced to NAME.
+// Lookup implements Directory: a canonical name, or else an address of
+// exactly one user. DN shapes are never login names here.
 func (s *Static) Lookup(_ context.Context, login string) (*User, error) {
-	key := strings.ToLower(strings.TrimSpace(login))
-	if e, ok := s.byLogin[key]; ok {
-		u := e.user
-		return &u, nil
+	key := normalize(login)
+	if !ValidLogin(key) || DNShaped(key) {
+		return nil, ErrNoSuchUser
 	}
-	if name, ok := rdnValue(key); ok {
-		if e, ok := s.byLogin[name]; ok {
-			u := e.user
-			return &u, nil
-		}
+	e, ok := s.byName[key]
+	if !ok && strings.Contains(key, "@") {
+		e = s.byAddress[key] // nil when shared
 	}
-	return nil, ErrNoSuchUser
+	if e == nil {
+		return nil, ErrNoSuchUser
+	}
+	u := e.user
+	return &u, nil
 }
 
 // CheckPassword implements Directory.
 func (s *Static) CheckPassword(_ context.Context, u *User, password string) error {
-	e, ok := s.byLogin[u.Name]
+	e, ok := s.byName[u.Name]
 	if !ok || e.hash == "" {
 		// Same cost as a real check would be too slow to matter for
 		// enumeration here: trusted-network primary logins only.
@@ -99,21 +111,6 @@ func (s *Static) CheckPassword(_ context.Context, u *User, password string) erro
 		return ErrBadPassword
 	}
 	return nil
-}
-
-// rdnValue returns the value of the first RDN of a DN when its attribute is
-// uid or cn.
-func rdnValue(dn string) (string, bool) {
-	first, _, _ := strings.Cut(dn, ",")
-	attr, val, ok := strings.Cut(first, "=")
-	if !ok {
-		return "", false
-	}
-	switch strings.TrimSpace(attr) {
-	case "uid", "cn", "samaccountname":
-		return strings.TrimSpace(val), true
-	}
-	return "", false
 }
 
 func checkHashFormat(h string) error {

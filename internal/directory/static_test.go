@@ -44,10 +44,15 @@ func TestStaticLookup(t *testing.T) {
 		{"alice@example.com", "alice"},
 		{"ALICE@EXAMPLE.COM", "alice"},
 		{"a.smith@example.com", "alice"},
-		{"uid=alice,ou=people,dc=example,dc=com", "alice"},
-		{"UID=Alice,ou=people,dc=example,dc=com", "alice"},
-		{"cn=bob,ou=people,dc=example,dc=com", "bob"},
-		{"sAMAccountName=bob,dc=example", "bob"},
+		// DN shapes are never login names (issue #13.5): any uid=/cn=
+		// prefix used to reduce to the user.
+		{"uid=alice,ou=people,dc=example,dc=com", ""},
+		{"UID=Alice,ou=people,dc=example,dc=com", ""},
+		{"cn=bob,ou=people,dc=example,dc=com", ""},
+		{"cn=bob,o=evil", ""},
+		{"sAMAccountName=bob,dc=example", ""},
+		{"alice,", ""},
+		{"alice\x00", ""},
 		{"bob", "bob"},
 		{"carol", "carol"},
 		{"mail=alice,dc=example", ""},
@@ -134,7 +139,8 @@ func TestNewStaticErrors(t *testing.T) {
 }
 
 // TestStaticAddressCollision: an address equal to another user's name must
-// not take that name over.
+// not take that name over, and an address of several users logs in none of
+// them (it used to go to the first listed: issue #13.5).
 func TestStaticAddressCollision(t *testing.T) {
 	s := newStatic(t, []StaticUser{
 		{Name: "alice"},
@@ -143,10 +149,16 @@ func TestStaticAddressCollision(t *testing.T) {
 	})
 	tests := []struct{ login, want string }{
 		{"alice", "alice"},
-		{"shared@example.com", "mallory"}, // first listed keeps it
+		{"shared@example.com", ""},
 	}
 	for _, tt := range tests {
 		u, err := s.Lookup(context.Background(), tt.login)
+		if tt.want == "" {
+			if !errors.Is(err, ErrNoSuchUser) {
+				t.Errorf("Lookup(%q): got %v, %v; want ErrNoSuchUser", tt.login, u, err)
+			}
+			continue
+		}
 		if err != nil || u.Name != tt.want {
 			t.Errorf("Lookup(%q): got %v, %v; want %s", tt.login, u, err, tt.want)
 		}
@@ -227,6 +239,40 @@ func TestStaticLookupUnicodeCase(t *testing.T) {
 	for _, login := range []string{"ärger", "ÄRGER", "ärger@EXAMPLE.com"} {
 		if u, err := s.Lookup(context.Background(), login); err != nil || u.Name != "ärger" {
 			t.Errorf("Lookup(%q): got %v, %v; want ärger", login, u, err)
+		}
+	}
+}
+
+// TestStaticLoginRule: a login is a canonical name, or an address of exactly
+// one user that is nobody's name (docs/identity.md).
+func TestStaticLoginRule(t *testing.T) {
+	s := newStatic(t, []StaticUser{
+		{Name: "alice", Addresses: []string{"alice@example.com", "team@example.com"}},
+		{Name: "bob", Addresses: []string{"bob@example.com", "team@example.com", "carol@example.com"}},
+		{Name: "carol@example.com"},
+	})
+	tests := []struct{ login, want string }{
+		{"team@example.com", ""},                   // shared: logs in nobody
+		{"TEAM@example.com", ""},                   // case does not help
+		{"carol@example.com", "carol@example.com"}, // a canonical name wins over bob's alias
+		{"bob@example.com", "bob"},
+		{"alice@example.com", "alice"},
+	}
+	for _, tt := range tests {
+		u, err := s.Lookup(context.Background(), tt.login)
+		got := ""
+		if err == nil {
+			got = u.Name
+		} else if !errors.Is(err, ErrNoSuchUser) {
+			t.Fatalf("Lookup(%q): %v", tt.login, err)
+		}
+		if got != tt.want {
+			t.Errorf("Lookup(%q) = %q, want %q", tt.login, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"uid=alice", "alice,ou=x", "a\x07b", ""} {
+		if _, err := NewStatic([]StaticUser{{Name: bad}}); err == nil {
+			t.Errorf("NewStatic(name %q) = nil error, want refusal", bad)
 		}
 	}
 }

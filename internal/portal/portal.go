@@ -43,6 +43,7 @@ type Control interface {
 	CreateAppPassword(ctx context.Context, a control.CreateArgs) (control.Created, error)
 	ListAppPasswords(ctx context.Context, user string) ([]control.Listed, error)
 	RevokeAppPasswords(ctx context.Context, a control.RevokeArgs) (control.Revoked, error)
+	ResolveClaim(ctx context.Context, a control.ClaimArgs) (string, error)
 }
 
 var _ Control = (*control.Local)(nil)

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/control"
 )
 
 // login starts a sign-in: state, nonce and a PKCE verifier go into a sealed
@@ -107,6 +109,19 @@ func (p *Portal) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := p.reqLog(r)
+	// The claim names a directory user by exact match; from here on the
+	// session holds the canonical name (docs/identity.md).
+	claim := user
+	if user, err = p.ctl.ResolveClaim(r.Context(), control.ClaimArgs{Claim: claim, Attribute: st.cfg.OIDC.UsernameAttribute}); err != nil {
+		if !errors.Is(err, control.ErrUnknownUser) {
+			p.fail(w, err)
+			return
+		}
+		log.Warn("portal: sign-in refused: the claim names no user", "claim", claim, "err", err)
+		p.message(w, http.StatusForbidden, "Unknown user",
+			"Your sign-in is not linked to a mail account here. Ask your administrator.", true)
+		return
+	}
 	if st.cfg.OIDC.RequireMFA && !multifactor(st.cfg.OIDC, cl) {
 		log.Info("portal: sign-in without multifactor refused", "user", user, "amr", cl.AMR, "acr", cl.ACR)
 		p.render(w, http.StatusForbidden, "message.html", messagePage{layout: layout{Title: "Multifactor sign-in required"},

@@ -66,6 +66,10 @@ type DovecotOptions struct {
 	// repeated with the same user and password (or token) skips the
 	// passdb, as on production servers.
 	AuthCache bool
+	// Checkpassword, when set, replaces the users' passwd-file passdb with
+	// a checkpassword passdb running this command line (Dovecot appends
+	// its checkpassword-reply); the master-user passdb stays.
+	Checkpassword string
 }
 
 // DefaultUsers returns the users StartDovecot creates when

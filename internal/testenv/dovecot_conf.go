@@ -98,8 +98,13 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 	p("  pass = yes")
 	p("}")
 	p("passdb {")
-	p("  driver = passwd-file")
-	p("  args = scheme=PLAIN username_format=%%u %s", filepath.Join(dir, "users"))
+	if opts.Checkpassword != "" {
+		p("  driver = checkpassword")
+		p("  args = %s", opts.Checkpassword)
+	} else {
+		p("  driver = passwd-file")
+		p("  args = scheme=PLAIN username_format=%%u %s", filepath.Join(dir, "users"))
+	}
 	if oauth {
 		p("  mechanisms = plain login")
 	}
@@ -139,6 +144,14 @@ func (d *Dovecot) config(opts DovecotOptions) string {
 		p("service submission-login {")
 		listener("submission", d.SubmissionAddr, false)
 		listener("submissions", d.SubmissionsAddr, true)
+		p("}")
+	}
+	if opts.Checkpassword != "" {
+		// A Go program (legate checkpassword) reserves more address
+		// space at start than the auth service's default vsz_limit
+		// (256M) allows.
+		p("service auth {")
+		p("  vsz_limit = 1G")
 		p("}")
 	}
 	if os.Geteuid() != 0 {

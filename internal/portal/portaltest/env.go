@@ -74,7 +74,7 @@ func NewBackend(t testing.TB, users []directory.StaticUser, maxPerUser int) *Bac
 	pol.AllowPlaintextLoopback = true
 	svc := auth.New(auth.Options{Store: b, Directory: dir, Policy: &pol, Logger: TestLogger(t)})
 	return &Backend{Store: b, Auth: svc,
-		Local: &control.Local{Auth: svc, MaxPerUser: func() int { return maxPerUser }}}
+		Local: &control.Local{Store: svc.Store(), Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return maxPerUser }}}
 }
 
 // Options configure Start.
