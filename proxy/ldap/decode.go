@@ -422,6 +422,17 @@ func decodeControls(ctl []byte) ([]control, error) {
 				return nil, protoErr("control %s twice", k.oid)
 			}
 		}
+		// The values of allow-listed controls are checked here, whatever
+		// the operation, so malformed ones end the connection everywhere.
+		switch k.oid {
+		case oidPagedResults:
+			_, err = pagedValue(k)
+		case oidServerSideSort:
+			_, _, err = sortValue(k)
+		}
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, k)
 	}
 	return out, nil
