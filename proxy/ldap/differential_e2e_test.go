@@ -138,7 +138,9 @@ func rawCases(base string) []rawCase {
 		{"subtree with critical ManageDsaIT", pdu(5, goodSearch(base), ctl("2.16.840.1.113730.3.4.2", true, nil)), false},
 		{"subtree with non-critical Relax", pdu(5, goodSearch(base), ctl("1.3.6.1.4.1.4203.666.5.12", false, nil)), false},
 		{"paged subtree", pdu(5, goodSearch(base), ctl("1.2.840.113556.1.4.319", true, paged)), false},
-		{"substrings", search(func(g *fields) { g.filter = tl(0xa4, str(0x04, "uid"), tl(0x30, str(0x80, "a"), str(0x81, "i"), str(0x82, "e"))) }), false},
+		{"substrings", search(func(g *fields) {
+			g.filter = tl(0xa4, str(0x04, "uid"), tl(0x30, str(0x80, "a"), str(0x81, "i"), str(0x82, "e")))
+		}), false},
 		{"extensible dnAttributes", search(func(g *fields) {
 			g.filter = tl(0xa9, str(0x82, "ou"), str(0x83, "people"), []byte{0x84, 1, 0xff})
 		}), false},

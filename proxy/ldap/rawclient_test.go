@@ -34,7 +34,7 @@ func lenHdr(id byte, n int) []byte {
 }
 
 func str(id byte, s string) []byte { return tl(id, []byte(s)) }
-func num(id byte, v byte) []byte    { return []byte{id, 1, v} }
+func num(id byte, v byte) []byte   { return []byte{id, 1, v} }
 
 // pdu is an LDAPMessage with message ID id around op and optional raw
 // Control elements.
