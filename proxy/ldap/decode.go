@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -282,13 +283,11 @@ func validOID(s string) bool { return validKeystring(s) || validNumericOID(s) }
 // validAttrDesc: attributedescription = attributetype options, options =
 // *( ";" 1*(ALPHA / DIGIT / "-") ).
 func validAttrDesc(s string) bool {
-	typ, opts, _ := cutByte(s, ';')
-	if !validOID(typ) {
+	parts := strings.Split(s, ";")
+	if !validOID(parts[0]) {
 		return false
 	}
-	for opts != "" {
-		var o string
-		o, opts, _ = cutByte(opts, ';')
+	for _, o := range parts[1:] {
 		if o == "" {
 			return false
 		}
@@ -299,15 +298,6 @@ func validAttrDesc(s string) bool {
 		}
 	}
 	return true
-}
-
-func cutByte(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // validAttrSelector: a requested attribute (RFC 4511 §4.5.1.8): an
