@@ -193,7 +193,7 @@ func (c *clientConn) endSession() {
 // deadline and closes the connection; the reader then finishes. Safe from
 // any goroutine; only the first call acts. It waits at most for the
 // writer's current write (cut short by the same deadline) and its own: it
-// must not be called from an upstream demux reader (see drop).
+// must not be called from an upstream demux reader (see dropNow).
 func (c *clientConn) kill(code int, diag string) {
 	c.killOnce.Do(func() {
 		c.cancel()
@@ -209,17 +209,15 @@ func (c *clientConn) kill(code int, diag string) {
 	})
 }
 
-// drop closes the connection without a notice and without blocking (a
+// dropNow (under killOnce) closes the connection without a notice and without blocking (a
 // client that does not read would not get one anyway); the reader then
 // finishes and abandons the client's outstanding requests upstream.
-func (c *clientConn) drop() {
-	c.killOnce.Do(func() {
-		c.cancel()
-		c.qmu.Lock()
-		c.killed, c.q, c.qBytes = true, nil, 0
-		c.qmu.Unlock()
-		c.conn().Close()
-	})
+func (c *clientConn) dropNow() {
+	c.cancel()
+	c.qmu.Lock()
+	c.killed, c.q, c.qBytes = true, nil, 0
+	c.qmu.Unlock()
+	c.conn().Close()
 }
 
 // queueOverhead is counted per queued message on top of its bytes, so
@@ -290,7 +288,7 @@ func (c *clientConn) writer() {
 
 // queue queues a message for the client; false when the connection is
 // ending. It never blocks: a client whose queue would exceed
-// Options.MaxQueuedBytes is disconnected (drop), so neither the reader nor
+// Options.MaxQueuedBytes is disconnected (dropNow), so neither the reader nor
 // the demux readers of shared upstream connections ever wait on one client.
 func (c *clientConn) queue(b []byte) bool {
 	c.qmu.Lock()
@@ -299,9 +297,12 @@ func (c *clientConn) queue(b []byte) bool {
 		return false
 	}
 	if c.qBytes+len(b)+queueOverhead > c.opts.maxQueued() {
+		queued := c.qBytes
 		c.qmu.Unlock()
-		c.log.Warn("ldap client does not read its results, disconnecting", "queued", c.qBytes)
-		c.drop()
+		c.killOnce.Do(func() {
+			c.log.Warn("ldap client does not read its results, disconnecting", "queued", queued)
+			c.dropNow()
+		})
 		return false
 	}
 	c.q = append(c.q, b)

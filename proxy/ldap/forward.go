@@ -185,6 +185,11 @@ func (c *clientConn) withinBases(dn string) bool {
 	return len(c.opts.SearchBases) == 0 || withinBases(dn, c.opts.SearchBases)
 }
 
+// maxPreBindOutstanding bounds the root DSE reads an unbound client may
+// have in flight: a client that never reads cannot pile up work in the
+// directory ahead of the bound sessions (#13.3).
+const maxPreBindOutstanding = 4
+
 // forward sends the encoded protocolOp body of r upstream with the
 // re-encoded controls ctls. asService runs it as the service account
 // without controls (root DSE reads); otherwise in proxied mode a critical
@@ -210,7 +215,11 @@ func (c *clientConn) forward(r *request, body []byte, ctls [][]byte, paged bool,
 		}
 		ctls = append(ctls, proxiedAuthzControl("dn:"+user.DN))
 	}
-	if n >= c.opts.maxOutstanding() {
+	limit := c.opts.maxOutstanding()
+	if user == nil {
+		limit = min(limit, maxPreBindOutstanding)
+	}
+	if n >= limit {
 		c.reply(r, resultBusy, "too many outstanding requests")
 		return true
 	}
