@@ -228,3 +228,25 @@ func checkConfined(t *testing.T, lines []string) {
 		}
 	}
 }
+
+// TestMessageIDReuse (#13.3): a message ID reused while its request is
+// outstanding ends the connection with protocolError (it used to replace
+// the first request's bookkeeping and get around MaxOutstanding).
+func TestMessageIDReuse(t *testing.T) {
+	e := newEnv(t, envOptions{extraEntries: 2000})
+	_, secret, err := e.store.Create(t.Context(), store.CreateRequest{User: "bob", Name: "raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := dialPDU(t, e.addr, e.certs.ClientTLS.Clone())
+	rc.bind("bob", secret)
+	paged := ctl("1.2.840.113556.1.4.319", false, tl(0x30, []byte{0x02, 2, 0x0f, 0xa0}, str(0x04, "")))
+	first := pdu(7, goodSearch(e.slapd.BaseDN), paged)
+	got := rc.do(append(first, pdu(7, goodSearch(e.slapd.BaseDN))...), 7)
+	for got.code >= 0 && got.notice < 0 && !got.closed { // the first search's answer; read on
+		got = rc.do(nil, 7)
+	}
+	if got.notice != 2 || !got.closed {
+		t.Errorf("got %v, want a Notice of Disconnection with protocolError (2) and close", got)
+	}
+}
