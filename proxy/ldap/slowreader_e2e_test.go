@@ -133,14 +133,14 @@ func TestSlowReadersCannotStallOthers(t *testing.T) {
 		t.Fatal("got no search during the attack, want some")
 	}
 	// The bound: 500 ms for nine in ten searches. The worst one is only
-	// held to 2 s, since the test machines run many jobs on two cores
-	// (load averages above 10 were seen) and a single search can lose
-	// the CPU for a few hundred milliseconds with or without an attack;
-	// a stalled demux, the failure this guards against, stalls every
-	// search until the write timeout (30 s).
+	// held under the client's 5 s timeout, since the test machines run
+	// many jobs on two cores (load averages above 20 were seen; with -race
+	// one search took 3.8 s) and a single search can lose the CPU with or
+	// without an attack; a stalled demux, the failure this guards against,
+	// stalls every search for good (on bae42cb the search times out).
 	sorted := slices.Sorted(slices.Values(all))
-	if p90 := sorted[len(sorted)*9/10]; p90 >= 500*time.Millisecond || worst >= 2*time.Second {
-		t.Errorf("got search latencies p90 %v, worst %v during the attack (%d searches), want p90 < 500ms, worst < 2s", p90, worst, n)
+	if p90 := sorted[len(sorted)*9/10]; p90 >= 500*time.Millisecond || worst >= 5*time.Second {
+		t.Errorf("got search latencies p90 %v, worst %v during the attack (%d searches), want p90 < 500ms, worst < 5s", p90, worst, n)
 	}
 	if _, err := searchOnce(); err != nil {
 		t.Errorf("search after the attack: %v", err)
