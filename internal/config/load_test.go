@@ -120,6 +120,20 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "ldap allow_writes with authz service",
+			src: strings.Replace(minimal, "upstream:\n", `upstream:
+  ldap:
+    address: 127.0.0.1:389
+    tls: none
+    bind_dn: cn=legate,dc=example,dc=com
+    bind_password_file: ldap.secret
+    authz: service
+    search_bases: ["dc=example,dc=com"]
+    allow_writes: true
+`, 1),
+			want: []string{`legate.yaml:11: upstream.ldap.allow_writes: must be false with authz: service (writes would run with the service account's rights for every user)`},
+		},
+		{
 			name: "static user duplicate and hash",
 			src: minimal + `directory:
   static:

@@ -98,6 +98,10 @@ func (v *validator) upstreamLDAP() {
 	if u.Authz == AuthzService && len(u.SearchBases) == 0 {
 		v.add(key+".search_bases", "missing; authz: service must be confined to search bases")
 	}
+	if u.Authz == AuthzService && u.AllowWrites {
+		// Every user would write with the service account's rights (#13).
+		v.add(key+".allow_writes", "must be false with authz: service (writes would run with the service account's rights for every user)")
+	}
 	v.nonEmptyItems(key+".search_bases", u.SearchBases)
 	v.nonEmptyItems(key+".attributes", u.Attributes)
 }

@@ -47,7 +47,7 @@ func TestRunLDAP(t *testing.T) {
 		t.Fatalf("bind with the app password: %v", err)
 	}
 	res, err := c.Search(ldap.NewSearchRequest(ldapBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0,
-		false, "(|(cn=a*)(mail=b*))", []string{"cn", "mail", "o"}, nil))
+		false, "(|(cn=a*)(mail=b*))", []string{"cn", "mail"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,15 @@ func TestRunLDAP(t *testing.T) {
 		res.Entries[1].GetAttributeValue("cn") != "Bob Example" {
 		t.Errorf("address-book search: got %d entries, want alice and bob", len(res.Entries))
 	}
-	res, err = c.Search(ldap.NewSearchRequest(ldapBase, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0,
+	// Service mode confines input too (#13.4): asking for an attribute
+	// outside upstream.ldap.attributes is refused; "*" is stripped.
+	_, err = c.Search(ldap.NewSearchRequest(ldapBase, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0,
 		false, "(objectClass=*)", []string{"o", "objectClass"}, nil))
+	if resultCode(err) != ldap.LDAPResultInsufficientAccessRights {
+		t.Errorf("base search for o: got %v, want insufficientAccessRights", err)
+	}
+	res, err = c.Search(ldap.NewSearchRequest(ldapBase, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0,
+		false, "(objectClass=*)", []string{"*"}, nil))
 	if err != nil || len(res.Entries) != 1 {
 		t.Fatalf("base search: %v, %v", res, err)
 	}

@@ -130,6 +130,10 @@ func FuzzReadMessage(f *testing.F) {
 			_, _, _ = splitControls(m.controls)
 			_, _, _ = resultCode(m.op)
 			_, _ = newAttrFilter([]string{"cn"}).apply(m.op)
+			if r, err := decodeRequest(m); err == nil {
+				_ = encodeOp(r)
+				_, _ = filterControls(r)
+			}
 		}
 	})
 }

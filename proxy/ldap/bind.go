@@ -3,8 +3,6 @@ package ldap
 import (
 	"strings"
 
-	ber "github.com/go-asn1-ber/asn1-ber"
-
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -12,26 +10,19 @@ import (
 // bind handles a BindRequest (RFC 4511 §4.2, RFC 4513 §5.1). Only simple
 // binds with a name and a password can open a session; an anonymous bind
 // (no name, no password) succeeds but grants only root DSE reads.
-func (c *clientConn) bind(m *message) bool {
-	p, err := decode(m.op)
-	if err != nil || len(p.Children) < 3 {
-		c.kill(resultProtocolError, "malformed bind request")
-		return false
-	}
-	version, _ := p.Children[0].Value.(int64)
-	name := string(p.Children[1].ByteValue)
-	authn := p.Children[2]
+func (c *clientConn) bind(m *request) bool {
+	b := m.bind
+	name, password := b.name, b.password
 	// A new bind ends whatever the connection was bound as.
 	c.endSession()
 	switch {
-	case version != 3:
+	case b.version != 3:
 		c.reply(m, resultProtocolError, "only LDAPv3 is supported")
 		return true
-	case authn.ClassType != ber.ClassContext || authn.Tag != 0:
+	case !b.simple:
 		c.reply(m, resultAuthMethodNotSupported, "only simple bind is supported")
 		return true
 	}
-	password := authn.Data.String()
 	switch {
 	case name == "" && password == "":
 		c.reply(m, resultSuccess, "")

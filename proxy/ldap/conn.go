@@ -35,7 +35,16 @@ type clientConn struct {
 	br   *bufio.Reader
 	tls  bool
 
-	out        chan []byte
+	// The client's queue (#13.3): whatever the session or the upstream
+	// demux readers have for the client, bounded in bytes. queue never
+	// blocks; a client whose queue overflows is disconnected.
+	qmu     sync.Mutex
+	q       [][]byte
+	qBytes  int
+	killed  bool          // no more writes: the connection is ending
+	qSignal chan struct{} // capacity 1: the queue has something
+
+	wmu        sync.Mutex    // held around each write to nc (writer, kill)
 	flushed    chan struct{} // signalled after the writer sent a flush marker
 	done       chan struct{} // closed when the reader ends
 	writerDone chan struct{}
@@ -57,7 +66,7 @@ func newClientConn(s *Server, nc net.Conn, implicitTLS bool) *clientConn {
 	o := s.opts.Load()
 	c := &clientConn{
 		srv: s, opts: o, nc: nc, tls: implicitTLS, ip: connlimit.RemoteIP(nc),
-		out: make(chan []byte, 64), flushed: make(chan struct{}, 1),
+		qSignal: make(chan struct{}, 1), flushed: make(chan struct{}, 1),
 		done: make(chan struct{}), writerDone: make(chan struct{}),
 		ops: make(map[int64]*op),
 	}
@@ -182,56 +191,134 @@ func (c *clientConn) endSession() {
 
 // kill sends a Notice of Disconnection (RFC 4511 §4.4.1) with a short
 // deadline and closes the connection; the reader then finishes. Safe from
-// any goroutine; only the first call acts.
+// any goroutine; only the first call acts. It waits at most for the
+// writer's current write (cut short by the same deadline) and its own: it
+// must not be called from an upstream demux reader (see dropNow).
 func (c *clientConn) kill(code int, diag string) {
 	c.killOnce.Do(func() {
 		c.cancel()
+		c.qmu.Lock()
+		c.killed, c.q, c.qBytes = true, nil, 0
+		c.qmu.Unlock()
 		nc := c.conn()
 		nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		c.wmu.Lock()
 		_, _ = nc.Write(noticeOfDisconnection(code, diag))
+		c.wmu.Unlock()
 		nc.Close()
 	})
 }
 
-// writer sends queued messages, each under a write deadline.
+// dropNow (under killOnce) closes the connection without a notice and without blocking (a
+// client that does not read would not get one anyway); the reader then
+// finishes and abandons the client's outstanding requests upstream.
+func (c *clientConn) dropNow() {
+	c.cancel()
+	c.qmu.Lock()
+	c.killed, c.q, c.qBytes = true, nil, 0
+	c.qmu.Unlock()
+	c.conn().Close()
+}
+
+// queueOverhead is counted per queued message on top of its bytes, so
+// that many tiny messages are bounded too.
+const queueOverhead = 64
+
+// writer sends queued messages, coalesced into writes of up to 64 KiB,
+// each under a write deadline.
 func (c *clientConn) writer() {
 	defer close(c.writerDone)
+	var buf []byte
+	flush := func() bool {
+		if len(buf) == 0 {
+			return true
+		}
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		nc := c.conn()
+		nc.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout()))
+		c.qmu.Lock()
+		killed := c.killed
+		c.qmu.Unlock()
+		if killed {
+			return false
+		}
+		_, err := nc.Write(buf)
+		buf = buf[:0]
+		if err != nil {
+			nc.Close() // the reader sees it and finishes
+			return false
+		}
+		return true
+	}
 	for {
 		select {
-		case b := <-c.out:
+		case <-c.qSignal:
+		case <-c.done:
+			return
+		}
+		c.qmu.Lock()
+		batch := c.q
+		c.q, c.qBytes = nil, 0
+		c.qmu.Unlock()
+		for _, b := range batch {
 			if len(b) == 0 { // flushMarker
+				if !flush() {
+					<-c.done
+					return
+				}
 				c.flushed <- struct{}{}
 				continue
 			}
-			nc := c.conn()
-			nc.SetWriteDeadline(time.Now().Add(c.opts.writeTimeout()))
-			if _, err := nc.Write(b); err != nil {
-				nc.Close() // the reader sees it and finishes
+			buf = append(buf, b...)
+			if len(buf) >= 64<<10 && !flush() {
 				<-c.done
 				return
 			}
-		case <-c.done:
+		}
+		if !flush() {
+			<-c.done
 			return
+		}
+		if cap(buf) > 256<<10 {
+			buf = nil // do not keep a large buffer for an idle session
 		}
 	}
 }
 
-// send queues a message for the client; false when the connection is
-// ending. It blocks while the queue is full (back-pressure on the
-// upstream), at most until the writer gives up on a stuck client.
-func (c *clientConn) send(b []byte) bool {
-	select {
-	case c.out <- b:
-		return true
-	case <-c.done:
+// queue queues a message for the client; false when the connection is
+// ending. It never blocks: a client whose queue would exceed
+// Options.MaxQueuedBytes is disconnected (dropNow), so neither the reader nor
+// the demux readers of shared upstream connections ever wait on one client.
+func (c *clientConn) queue(b []byte) bool {
+	c.qmu.Lock()
+	if c.killed {
+		c.qmu.Unlock()
 		return false
 	}
+	if c.qBytes+len(b)+queueOverhead > c.opts.maxQueued() {
+		queued := c.qBytes
+		c.qmu.Unlock()
+		c.killOnce.Do(func() {
+			c.log.Warn("ldap client does not read its results, disconnecting", "queued", queued)
+			c.dropNow()
+		})
+		return false
+	}
+	c.q = append(c.q, b)
+	c.qBytes += len(b) + queueOverhead
+	c.qmu.Unlock()
+	select {
+	case c.qSignal <- struct{}{}:
+	default:
+	}
+	return true
 }
 
-// reply answers request m with an LDAPResult of the matching type.
-func (c *clientConn) reply(m *message, code int, diag string) {
-	if t := responseTag(m.tag); t != 0 {
-		c.send(resultMessage(m.id, t, code, diag))
+// reply answers request r with an LDAPResult of the matching type.
+func (c *clientConn) reply(r *request, code int, diag string) {
+	if t := responseTag(r.tag); t != 0 {
+		c.queue(resultMessage(r.id, t, code, diag))
 	}
 }
 
@@ -262,7 +349,7 @@ func (c *clientConn) deliver(o *op, m *message, final bool) {
 		}
 	}
 	b := envelope(o.clientID, body, ctls...)
-	if c.send(b) {
+	if c.queue(b) {
 		c.opts.metrics().RelayedBytes(policy.LDAP, dirToClient, len(b))
 	}
 }
@@ -275,31 +362,31 @@ func (c *clientConn) failOp(o *op, code int, diag string) {
 	}
 	c.mu.Unlock()
 	if o.respTag != 0 {
-		c.send(resultMessage(o.clientID, o.respTag, code, diag))
+		c.queue(resultMessage(o.clientID, o.respTag, code, diag))
 	}
 }
 
 // startTLS upgrades the connection after answering success in plaintext.
-func (c *clientConn) startTLS(m *message) bool {
+func (c *clientConn) startTLS(m *request) bool {
 	c.mu.Lock()
 	busy := len(c.ops) > 0
 	c.mu.Unlock()
 	switch {
 	case c.tls:
-		c.send(extendedResponse(m.id, resultOperationsError, "TLS already established", oidStartTLS, nil))
+		c.queue(extendedResponse(m.id, resultOperationsError, "TLS already established", oidStartTLS, nil))
 		return true
 	case c.opts.TLS == nil:
-		c.send(extendedResponse(m.id, resultProtocolError, "StartTLS not available", oidStartTLS, nil))
+		c.queue(extendedResponse(m.id, resultProtocolError, "StartTLS not available", oidStartTLS, nil))
 		return true
 	case busy:
-		c.send(extendedResponse(m.id, resultOperationsError, "requests outstanding", oidStartTLS, nil))
+		c.queue(extendedResponse(m.id, resultOperationsError, "requests outstanding", oidStartTLS, nil))
 		return true
 	case c.br.Buffered() > 0:
 		c.log.Warn("ldap: data after StartTLS request, closing")
 		c.kill(resultProtocolError, "data after StartTLS request")
 		return false
 	}
-	if !c.send(extendedResponse(m.id, resultSuccess, "", oidStartTLS, nil)) || !c.send(flushMarker) {
+	if !c.queue(extendedResponse(m.id, resultSuccess, "", oidStartTLS, nil)) || !c.queue(flushMarker) {
 		return false
 	}
 	select {

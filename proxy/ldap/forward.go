@@ -5,9 +5,6 @@ import (
 	"net/netip"
 	"strings"
 
-	ber "github.com/go-asn1-ber/asn1-ber"
-	"github.com/go-ldap/ldap/v3"
-
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -16,193 +13,230 @@ func sessionInfo(user, apID string, ip netip.Addr) session.Info {
 	return session.Info{User: user, AppPasswordID: apID, Protocol: policy.LDAP, IP: ip}
 }
 
-// handle dispatches one client request; false ends the connection.
+// handle decodes and dispatches one client request; false ends the
+// connection. A request the strict decoder refuses ends the connection
+// with protocolError.
 func (c *clientConn) handle(m *message) bool {
-	switch m.tag {
+	r, err := decodeRequest(m)
+	if err != nil {
+		c.log.Warn("ldap protocol error, closing", "err", err)
+		c.kill(resultProtocolError, "malformed request")
+		return false
+	}
+	switch r.tag {
 	case tagBindRequest:
-		return c.bind(m)
+		return c.bind(r)
 	case tagUnbindRequest:
 		return false
 	case tagAbandonRequest:
-		c.abandon(m)
+		c.abandon(r)
 		return true
 	case tagExtendedRequest:
-		return c.extended(m)
+		return c.extended(r)
 	case tagSearchRequest:
-		c.search(m)
-		return true
+		return c.search(r)
 	case tagCompareRequest:
-		c.forwardDN(m)
-		return true
-	case tagModifyRequest, tagAddRequest, tagDelRequest, tagModDNRequest:
-		if !c.opts.AllowWrites {
-			c.reply(m, resultUnwillingToPerform, "writes are disabled on this proxy")
-			return true
-		}
-		c.forwardDN(m)
+		return c.compare(r)
+	}
+	// add, modify, delete, modify DN
+	if !c.opts.AllowWrites || c.opts.serviceMode() {
+		c.reply(r, resultUnwillingToPerform, "writes are disabled on this proxy")
 		return true
 	}
-	c.log.Warn("ldap: unexpected protocol op, closing", "tag", m.tag)
-	c.kill(resultProtocolError, "unexpected protocol operation")
-	return false
+	return c.forwardRequest(r, nil, nil)
 }
 
-func (c *clientConn) abandon(m *message) {
-	_, v, _, _, err := tlv(m.op)
-	if err != nil || len(v) == 0 || len(v) > 4 {
-		return // abandon has no response
-	}
-	var id int64
-	for _, b := range v {
-		id = id<<8 | int64(b)
-	}
+func (c *clientConn) abandon(r *request) {
 	c.mu.Lock()
-	o := c.ops[id]
-	delete(c.ops, id)
+	o := c.ops[r.abandonID]
+	delete(c.ops, r.abandonID)
 	c.mu.Unlock()
 	if o != nil {
 		o.conn.abandon(o)
 	}
 }
 
-// search handles a SearchRequest: before a bind only the root DSE
-// (base "", scope base) may be read, as the service account.
-func (c *clientConn) search(m *message) {
-	p, err := decode(m.op)
-	if err != nil || len(p.Children) < 8 {
-		c.reply(m, resultProtocolError, "malformed search request")
-		return
-	}
-	base := string(p.Children[0].ByteValue)
-	scope, _ := p.Children[1].Value.(int64)
-	if base == "" && scope == 0 {
-		c.forward(m, true, nil)
-		return
-	}
-	var filter *attrFilter
-	if c.opts.serviceMode() && len(c.opts.Attributes) > 0 {
-		filter = newAttrFilter(c.opts.Attributes)
-	}
-	c.forwardChecked(m, []string{base}, filter)
+// rootDSEAttrs is the fixed list of root DSE attributes (RFC 4512 §5.1,
+// plus Active Directory's naming contexts) a client may read before a
+// bind; its request is built by Legate and runs as the service account.
+var rootDSEAttrs = [...]string{
+	"objectClass", "namingContexts", "subschemaSubentry", "supportedLDAPVersion",
+	"supportedSASLMechanisms", "supportedExtension", "supportedControl", "supportedFeatures",
+	"vendorName", "vendorVersion", "defaultNamingContext", "dnsHostName",
 }
 
-// forwardDN forwards a compare or write request after the service-mode
-// confinement check on the DNs it names.
-func (c *clientConn) forwardDN(m *message) {
-	p, err := decode(m.op)
-	if err != nil {
-		c.reply(m, resultProtocolError, "malformed request")
-		return
-	}
-	var dns []string
-	switch m.tag {
-	case tagDelRequest:
-		dns = []string{p.Data.String()}
-	case tagModDNRequest:
-		if len(p.Children) < 3 {
-			c.reply(m, resultProtocolError, "malformed request")
-			return
+// rootDSE reads the root DSE for r (base "", scope base) with a request of
+// Legate's own: filter (objectClass=*), the requested attributes that are
+// in rootDSEAttrs, no client controls.
+func (c *clientConn) rootDSE(r *request) bool {
+	s := r.search
+	attrs := rootDSEAttrs[:]
+	all := len(s.attrs) == 0
+	var pick []string
+	for _, a := range s.attrs {
+		if a == "*" || a == "+" {
+			all = true
+			break
 		}
-		dn := string(p.Children[0].ByteValue)
-		parent := ""
-		if i := strings.Index(dn, ","); i >= 0 {
-			parent = dn[i+1:]
-		}
-		if len(p.Children) > 3 {
-			parent = p.Children[3].Data.String()
-		}
-		dns = []string{dn, string(p.Children[1].ByteValue) + "," + parent}
-	default:
-		if len(p.Children) < 1 {
-			c.reply(m, resultProtocolError, "malformed request")
-			return
-		}
-		dns = []string{string(p.Children[0].ByteValue)}
-	}
-	c.forwardChecked(m, dns, nil)
-}
-
-// forwardChecked requires a bound user, and in service mode DNs inside
-// SearchBases.
-func (c *clientConn) forwardChecked(m *message, dns []string, filter *attrFilter) {
-	if !c.isBound() {
-		c.reply(m, resultInsufficientAccess, "authentication required")
-		return
-	}
-	if c.opts.serviceMode() && len(c.opts.SearchBases) > 0 {
-		for _, dn := range dns {
-			if !withinBases(dn, c.opts.SearchBases) {
-				c.reply(m, resultInsufficientAccess, "outside the allowed search bases")
-				return
+		typ, _, _ := strings.Cut(a, ";")
+		for _, k := range rootDSEAttrs {
+			if strings.EqualFold(k, typ) {
+				pick = append(pick, k)
 			}
 		}
 	}
-	c.forward(m, false, filter)
+	if !all {
+		attrs = pick
+		if len(attrs) == 0 {
+			attrs = []string{"1.1"}
+		}
+	}
+	req := &request{id: r.id, tag: tagSearchRequest, search: &searchRequest{
+		sizeLimit: 1, typesOnly: s.typesOnly,
+		filter: &filter{kind: filterPresent, attr: "objectClass"}, attrs: attrs,
+	}}
+	return c.forward(r, encodeOp(req), nil, false, nil, true)
 }
 
-// withinBases reports whether dn equals or lies below one of bases.
-func withinBases(dn string, bases []string) bool {
-	d, err := ldap.ParseDN(dn)
-	if err != nil {
-		return false
+// search handles a SearchRequest: before a bind only the root DSE may be
+// read.
+func (c *clientConn) search(r *request) bool {
+	s := r.search
+	if s.base == "" && s.scope == 0 {
+		return c.rootDSE(r)
 	}
-	for _, b := range bases {
-		bd, err := ldap.ParseDN(b)
-		if err == nil && (bd.EqualFold(d) || bd.AncestorOfFold(d)) {
+	if !c.isBound() {
+		c.reply(r, resultInsufficientAccess, "authentication required")
+		return true
+	}
+	ctl, err := filterControls(r)
+	if err != nil {
+		return c.protocolError(err)
+	}
+	if ctl.code != 0 {
+		c.reply(r, ctl.code, ctl.diag)
+		return true
+	}
+	var filter *attrFilter
+	if c.opts.serviceMode() {
+		if !c.withinBases(s.base) {
+			c.reply(r, resultInsufficientAccess, "outside the allowed search bases")
+			return true
+		}
+		s.deref = 0 // an alias must not lead outside the bases
+		if len(c.opts.Attributes) > 0 {
+			filter = newAttrFilter(c.opts.Attributes)
+			if !filter.allowsFilter(s.filter) || !filter.allowsSelectors(s.attrs) || !filter.allowsSelectors(ctl.sortKeys) {
+				c.reply(r, resultInsufficientAccess, "attribute not allowed on this proxy")
+				return true
+			}
+		}
+	}
+	return c.forward(r, encodeOp(r), ctl.raws, ctl.paged, filter, false)
+}
+
+// compare handles a CompareRequest.
+func (c *clientConn) compare(r *request) bool {
+	if !c.isBound() {
+		c.reply(r, resultInsufficientAccess, "authentication required")
+		return true
+	}
+	if c.opts.serviceMode() {
+		if !c.withinBases(r.compare.dn) {
+			c.reply(r, resultInsufficientAccess, "outside the allowed search bases")
+			return true
+		}
+		if len(c.opts.Attributes) > 0 && !newAttrFilter(c.opts.Attributes).allows(r.compare.attr) {
+			c.reply(r, resultInsufficientAccess, "attribute not allowed on this proxy")
 			return true
 		}
 	}
+	return c.forwardRequest(r, nil, nil)
+}
+
+// forwardRequest applies the control allow-list and forwards r re-encoded;
+// body replaces the encoded protocolOp when non-nil.
+func (c *clientConn) forwardRequest(r *request, body []byte, filter *attrFilter) bool {
+	if !c.isBound() {
+		c.reply(r, resultInsufficientAccess, "authentication required")
+		return true
+	}
+	ctl, err := filterControls(r)
+	if err != nil {
+		return c.protocolError(err)
+	}
+	if ctl.code != 0 {
+		c.reply(r, ctl.code, ctl.diag)
+		return true
+	}
+	if body == nil {
+		body = encodeOp(r)
+	}
+	return c.forward(r, body, ctl.raws, ctl.paged, filter, false)
+}
+
+func (c *clientConn) protocolError(err error) bool {
+	c.log.Warn("ldap protocol error, closing", "err", err)
+	c.kill(resultProtocolError, "malformed request")
 	return false
 }
 
-// forward sends m upstream. asService skips proxied authorization (root
-// DSE reads); otherwise in proxied mode a critical RFC 4370 control names
-// the bound user. A client's own proxied-authorization control is refused
-// with insufficientAccessRights: only Legate decides whom a request runs as.
-func (c *clientConn) forward(m *message, asService bool, filter *attrFilter) {
-	raws, oids, err := splitControls(m.controls)
-	if err != nil {
-		c.reply(m, resultProtocolError, "malformed controls")
-		return
-	}
-	paged := false
-	for _, oid := range oids {
-		switch oid {
-		case oidProxiedAuthz, oidProxiedAuthzV1:
-			c.reply(m, resultInsufficientAccess, "proxied authorization control not allowed")
-			return
-		case oidPagedResults:
-			paged = true
-		}
-	}
+func (c *clientConn) withinBases(dn string) bool {
+	return len(c.opts.SearchBases) == 0 || withinBases(dn, c.opts.SearchBases)
+}
+
+// maxPreBindOutstanding bounds the root DSE reads an unbound client may
+// have in flight: a client that never reads cannot pile up work in the
+// directory ahead of the bound sessions (#13.3).
+const maxPreBindOutstanding = 4
+
+// forward sends the encoded protocolOp body of r upstream with the
+// re-encoded controls ctls. asService runs it as the service account
+// without controls (root DSE reads); otherwise in proxied mode a critical
+// RFC 4370 control names the bound user. A message ID that is still
+// outstanding is a protocol error (false: the connection ends).
+func (c *clientConn) forward(r *request, body []byte, ctls [][]byte, paged bool, filter *attrFilter, asService bool) bool {
 	c.mu.Lock()
 	user := c.user
 	n := len(c.ops)
+	_, reused := c.ops[r.id]
 	c.mu.Unlock()
-	if !asService && !c.opts.serviceMode() {
-		if user == nil || user.DN == "" {
-			c.reply(m, resultInsufficientAccess, "authentication required")
-			return
-		}
-		raws = append(raws, proxiedAuthzControl("dn:"+user.DN))
+	if reused {
+		c.log.Warn("ldap: message ID reused while outstanding, closing", "id", r.id)
+		c.kill(resultProtocolError, "message ID in use")
+		return false
 	}
-	if n >= c.opts.maxOutstanding() {
-		c.reply(m, resultBusy, "too many outstanding requests")
-		return
+	if asService {
+		ctls = nil
+	} else if !c.opts.serviceMode() {
+		if user == nil || user.DN == "" {
+			c.reply(r, resultInsufficientAccess, "authentication required")
+			return true
+		}
+		ctls = append(ctls, proxiedAuthzControl("dn:"+user.DN))
+	}
+	limit := c.opts.maxOutstanding()
+	if user == nil {
+		limit = min(limit, maxPreBindOutstanding)
+	}
+	if n >= limit {
+		c.reply(r, resultBusy, "too many outstanding requests")
+		return true
 	}
 	u, err := c.upstreamFor(paged)
 	if err != nil {
 		c.log.Warn("ldap upstream unavailable", "err", err)
-		c.reply(m, resultUnavailable, "upstream directory unavailable")
-		return
+		c.reply(r, resultUnavailable, "upstream directory unavailable")
+		return true
 	}
-	o := &op{client: c, clientID: m.id, respTag: responseTag(m.tag), filter: filter}
+	o := &op{client: c, clientID: r.id, respTag: responseTag(r.tag), filter: filter}
 	c.mu.Lock()
-	c.ops[m.id] = o
+	c.ops[r.id] = o
 	c.mu.Unlock()
-	if err := u.send(o, m.op, raws...); err != nil {
+	if err := u.send(o, body, ctls...); err != nil {
 		c.failOp(o, resultUnavailable, "upstream directory unavailable")
 	}
+	return true
 }
 
 // upstreamFor picks the upstream connection: paged searches use a
@@ -228,17 +262,19 @@ func (c *clientConn) upstreamFor(paged bool) (*upConn, error) {
 }
 
 // extended handles an ExtendedRequest: StartTLS and WhoAmI locally,
-// password modify forwarded when writes are allowed.
-func (c *clientConn) extended(m *message) bool {
-	p, err := decode(m.op)
-	if err != nil || len(p.Children) < 1 {
-		c.send(extendedResponse(m.id, resultProtocolError, "malformed extended request", "", nil))
-		return true
-	}
-	switch name := p.Children[0].Data.String(); name {
+// password modify forwarded (re-encoded) when writes are allowed.
+func (c *clientConn) extended(r *request) bool {
+	e := r.extended
+	switch e.name {
 	case oidStartTLS:
-		return c.startTLS(m)
+		if e.hasValue {
+			return c.protocolError(protoErr("StartTLS with a value"))
+		}
+		return c.startTLS(r)
 	case oidWhoAmI:
+		if e.hasValue {
+			return c.protocolError(protoErr("WhoAmI with a value"))
+		}
 		c.mu.Lock()
 		authz := ""
 		if u := c.user; u != nil {
@@ -248,56 +284,58 @@ func (c *clientConn) extended(m *message) bool {
 			}
 		}
 		c.mu.Unlock()
-		c.send(extendedResponse(m.id, resultSuccess, "", "", &authz))
+		c.queue(extendedResponse(r.id, resultSuccess, "", "", &authz))
 	case oidPasswordModify:
 		if !c.opts.AllowWrites || c.opts.serviceMode() {
-			c.send(extendedResponse(m.id, resultUnwillingToPerform, "password changes are disabled on this proxy", "", nil))
+			c.queue(extendedResponse(r.id, resultUnwillingToPerform, "password changes are disabled on this proxy", "", nil))
 			return true
 		}
 		if !c.isBound() {
-			c.send(extendedResponse(m.id, resultInsufficientAccess, "authentication required", "", nil))
+			c.queue(extendedResponse(r.id, resultInsufficientAccess, "authentication required", "", nil))
 			return true
 		}
-		c.forward(m, false, nil)
+		if e.hasValue {
+			v, err := passwdModifyValue(e.value)
+			if err != nil {
+				return c.protocolError(err)
+			}
+			e.value = v
+		}
+		return c.forwardRequest(r, nil, nil)
 	default:
-		c.send(extendedResponse(m.id, resultProtocolError, "unsupported extended operation", "", nil))
+		c.queue(extendedResponse(r.id, resultProtocolError, "unsupported extended operation", "", nil))
 	}
 	return true
 }
 
-// attrFilter keeps only listed attribute types in search entries (service
-// mode). Types are compared case-insensitively, without options (";lang-x").
-type attrFilter struct{ keep map[string]bool }
-
-func newAttrFilter(attrs []string) *attrFilter {
-	f := &attrFilter{keep: make(map[string]bool, len(attrs))}
-	for _, a := range attrs {
-		f.keep[strings.ToLower(a)] = true
-	}
-	return f
-}
-
-// apply rewrites a SearchResultEntry protocolOp.
-func (f *attrFilter) apply(entry []byte) ([]byte, error) {
-	if err := validate(entry, 0); err != nil {
+// passwdModifyValue decodes and re-encodes PasswdModifyRequestValue ::=
+// SEQUENCE { userIdentity [0] OPTIONAL, oldPasswd [1] OPTIONAL, newPasswd
+// [2] OPTIONAL } (RFC 3062 §2).
+func passwdModifyValue(v []byte) ([]byte, error) {
+	s, rest, err := expect(v, 0x30, "password modify")
+	if err != nil {
 		return nil, err
 	}
-	p, err := decode(entry)
-	if err != nil || len(p.Children) < 2 {
-		return nil, ErrProtocol
+	if err := done(rest, "password modify"); err != nil {
+		return nil, err
 	}
-	out := ber.Encode(ber.ClassApplication, ber.TypeConstructed, tagSearchEntry, nil, "")
-	out.AppendChild(p.Children[0])
-	list := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
-	for _, a := range p.Children[1].Children {
-		if len(a.Children) < 1 {
-			continue
+	var out []byte
+	next := byte(0x80)
+	for len(s) > 0 {
+		id, val, _, r, err := tlv(s)
+		if err != nil {
+			return nil, err
 		}
-		typ, _, _ := strings.Cut(string(a.Children[0].ByteValue), ";")
-		if f.keep[strings.ToLower(typ)] {
-			list.AppendChild(a)
+		if id < next || id > 0x82 {
+			return nil, protoErr("password modify: field 0x%02x", id)
 		}
+		if id == 0x80 {
+			if _, err := text(val, "password modify: userIdentity"); err != nil {
+				return nil, err
+			}
+		}
+		out = el(out, id, val)
+		next, s = id+1, r
 	}
-	out.AppendChild(list)
-	return out.Bytes(), nil
+	return el(nil, 0x30, out), nil
 }

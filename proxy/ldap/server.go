@@ -91,6 +91,11 @@ type Options struct {
 	// MaxPDUSize bounds one LDAP message, from the client or the upstream;
 	// zero means 1 MiB.
 	MaxPDUSize int
+	// MaxQueuedBytes bounds what is queued for one client (responses it
+	// has not read yet); zero means 4 MiB, and it is never less than twice
+	// MaxPDUSize. A client whose queue overflows is disconnected and its
+	// outstanding requests are abandoned upstream.
+	MaxQueuedBytes int
 	// PoolSize is the number of upstream connections; zero means 8.
 	PoolSize int
 	// MaxOutstanding bounds the requests one session may have in flight;
@@ -118,6 +123,7 @@ func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout
 func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 30*time.Minute) }
 func (o *Options) writeTimeout() time.Duration   { return orDur(o.WriteTimeout, 30*time.Second) }
 func (o *Options) maxPDU() int                   { return orInt(o.MaxPDUSize, 1<<20) }
+func (o *Options) maxQueued() int                { return max(orInt(o.MaxQueuedBytes, 4<<20), 2*o.maxPDU()) }
 func (o *Options) poolSize() int                 { return orInt(o.PoolSize, 8) }
 func (o *Options) maxOutstanding() int           { return orInt(o.MaxOutstanding, 64) }
 func (o *Options) serviceMode() bool             { return o.Authz == AuthzService }

@@ -313,3 +313,34 @@ func checkLeaks(t *testing.T) {
 	ign := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ign) })
 }
+
+// TestLongBindDNIsProtocolError (#18.1): a bind name over 1 KiB ends the
+// connection with protocolError before the login service (lookup, audit)
+// sees it; 1 KiB exactly is still a bind.
+func TestLongBindDNIsProtocolError(t *testing.T) {
+	fa := &fakeAuth{plainOK: true}
+	_, addr := startFake(t, ldapproxy.Options{Auth: fa, Logger: testLogger(t)})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	long := pdu(1, tl(0x60, num(0x02, 3), str(0x04, "uid="+strings.Repeat("a", 1021)), str(0x80, "allow")))
+	if _, err := c.Write(long); err != nil {
+		t.Fatal(err)
+	}
+	if code, ok := readNotice(t, c); !ok || code != 2 {
+		t.Errorf("got notice %v code %d, want protocolError (2)", ok, code)
+	}
+	fa.mu.Lock()
+	n := len(fa.requests)
+	fa.mu.Unlock()
+	if n != 0 {
+		t.Errorf("login service asked %d times, want 0", n)
+	}
+	rc := dialPDU(t, addr, nil)
+	res := rc.do(pdu(1, tl(0x60, num(0x02, 3), str(0x04, "uid="+strings.Repeat("a", 1020)), str(0x80, "allow"))), 1)
+	if res.code != 0 {
+		t.Errorf("bind with a 1024-byte name: got %v, want success", res)
+	}
+}
