@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,6 +13,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(floodAddrEnv); addr != "" {
+		// The child process of TestIDFloodCostsConstantWork.
+		os.Exit(floodClient(addr, os.Getenv(floodCmdEnv), os.Getenv(floodSecretEnv)))
+	}
 	goleak.VerifyTestMain(m)
 }
 
