@@ -151,6 +151,11 @@ type UpstreamMail struct {
 	MasterPasswordFile string `yaml:"master_password_file"`
 	Login              string `yaml:"login"`     // default authzid
 	Separator          string `yaml:"separator"` // default "*"
+	// PassClientAddress passes the client's address and port to the
+	// upstream (IMAP: ID x-originating-ip/x-originating-port before the
+	// master login, honoured by Dovecot from login_trusted_networks).
+	// Default true.
+	PassClientAddress bool `yaml:"pass_client_address"`
 }
 
 // Configured reports whether the upstream has an address.
@@ -307,8 +312,8 @@ func Default() *Config {
 			},
 		},
 		Upstream: Upstreams{
-			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*"},
-			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*"},
+			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*", PassClientAddress: true},
+			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*", PassClientAddress: true},
 			LDAP: UpstreamLDAP{PoolSize: 8, Authz: AuthzProxied},
 		},
 		Directory: Directory{

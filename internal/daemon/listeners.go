@@ -28,7 +28,8 @@ func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
 	return imap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.IMAP,
 		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
-		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64())}
+		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64()),
+		PassClientAddress: cfg.Upstream.IMAP.PassClientAddress}
 }
 
 func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {

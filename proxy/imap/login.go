@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -141,7 +142,11 @@ func (c *conn) login(tag, user, secret string) bool {
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
 	}
 	start := time.Now()
-	ul, err := masterLogin(c.ctx, c.opts.Upstream, res.User.Name, c.setUpstream)
+	var origin netip.AddrPort
+	if c.opts.PassClientAddress && c.ip.IsValid() {
+		origin = netip.AddrPortFrom(c.ip, c.port)
+	}
+	ul, err := masterLogin(c.ctx, c.opts.Upstream, res.User.Name, origin, c.setUpstream)
 	if err != nil {
 		if c.killed.Load() {
 			return false

@@ -369,3 +369,47 @@ func floodClient(addr, cmd, secret string) int {
 	}
 	return 0
 }
+
+// TestPassClientAddress: with PassClientAddress the upstream gets the
+// client's address and port in an ID ahead of the master login (for
+// every login form and upstream TLS mode); without it, no ID.
+func TestPassClientAddress(t *testing.T) {
+	for _, tt := range []struct {
+		pass     bool
+		mode     string
+		noSASLIR bool
+		login    string
+	}{
+		{true, "", false, ""},
+		{true, "none", true, ""},
+		{true, "implicit", false, "separator"},
+		{false, "", false, ""},
+	} {
+		t.Run(fmt.Sprintf("pass %v, upstream %q, noSASLIR %v, login %q", tt.pass, tt.mode, tt.noSASLIR, tt.login), func(t *testing.T) {
+			e := newEnv(t, envOptions{upMode: tt.mode, fake: fakeConfig{noSASLIR: tt.noSASLIR}, mutate: func(o *Options) {
+				o.PassClientAddress = tt.pass
+				o.Upstream.Login = tt.login
+			}})
+			c := e.dial()
+			c.expect("* OK")
+			c.send("a LOGIN alice " + e.secret["alice"] + "\r\nb NOOP\r\n")
+			c.expect("a OK [CAPABILITY")
+			c.expect("b OK NOOP done")
+			ids := e.fake.idList()
+			if !tt.pass {
+				if len(ids) != 0 {
+					t.Fatalf("upstream got IDs %v, want none", ids)
+				}
+				return
+			}
+			_, port, _ := net.SplitHostPort(c.c.LocalAddr().String())
+			want := map[string]string{"x-originating-ip": "127.0.0.1", "x-originating-port": port}
+			if len(ids) != 1 || fmt.Sprint(ids[0]) != fmt.Sprint(want) {
+				t.Fatalf("upstream got IDs %v, want one with %v", ids, want)
+			}
+			if got := e.fake.loginList(); len(got) != 1 || got[0] != "alice" {
+				t.Errorf("upstream logins: got %v, want [alice]", got)
+			}
+		})
+	}
+}

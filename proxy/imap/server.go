@@ -90,6 +90,12 @@ type Options struct {
 	// MaxBadCommands closes a connection after that many bad commands
 	// before login; zero means 10.
 	MaxBadCommands int
+	// PassClientAddress sends the client's address and port to the
+	// upstream before the master login, as ID ("x-originating-ip" ...
+	// "x-originating-port" ...) (Dovecot honours it from
+	// login_trusted_networks, so its logs, auth policy and penalties see
+	// the real client); false means the upstream sees Legate's address.
+	PassClientAddress bool
 	// Metrics receives relayed bytes (per direction, counted per chunk),
 	// upstream connect times and upstream failures; nil means none.
 	Metrics Metrics
