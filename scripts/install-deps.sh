@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine: the real upstream
 # servers (Dovecot, OpenLDAP slapd, Postfix's smtp-sink, etcd for the shared
 # store) and the real clients
-# (curl, swaks, ldap-utils, python3, msmtp, isync). Idempotent: packages that are
+# (curl, swaks, ldap-utils, python3, msmtp, isync) and HAProxy (PROXY protocol
+# tests). Idempotent: packages that are
 # already present are not touched. Services are never started by the install; the
 # test harness starts its own instances on loopback ports in temp dirs.
 set -euo pipefail
@@ -13,6 +14,7 @@ pkgs=(
   postfix
   etcd-server
   curl swaks python3 msmtp isync
+  haproxy
   chromium
   ca-certificates openssl
   systemd

@@ -69,6 +69,18 @@ type Listen struct {
 	HTTP        string `yaml:"http"`        // /metrics /healthz /readyz
 	Portal      string `yaml:"portal"`      // self-service page
 	Admin       string `yaml:"admin"`       // unix socket path, mode 0600
+	// ProxyProtocol takes the client's address from a PROXY v1/v2 header
+	// sent by a trusted load balancer (SPEC §9).
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+}
+
+// ProxyProtocol is listen.proxy_protocol, for the IMAP, submission and LDAP
+// listeners.
+type ProxyProtocol struct {
+	// Trusted are the balancers that must send a header; empty: off.
+	Trusted []netip.Prefix `yaml:"trusted"`
+	// Timeout bounds the wait for a header; default 5s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // TLS is the server certificate for every TLS listener (PEM files).
@@ -301,6 +313,7 @@ type Log struct {
 // Relative default paths (storage.path) are relative to the working directory.
 func Default() *Config {
 	return &Config{
+		Listen: Listen{ProxyProtocol: ProxyProtocol{Timeout: Duration(5 * time.Second)}},
 		Storage: Storage{
 			Backend: "bolt",
 			Path:    "legate.db",

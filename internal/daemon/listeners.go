@@ -6,10 +6,22 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/proxyproto"
 	"github.com/legate-proxy/legate/proxy/imap"
 	"github.com/legate-proxy/legate/proxy/ldap"
 	"github.com/legate-proxy/legate/proxy/smtp"
 )
+
+// proxyProtocol wraps a front-end listener so that it takes the client's
+// address from the PROXY headers of listen.proxy_protocol.trusted peers;
+// without trusted peers it returns ln.
+func (d *Daemon) proxyProtocol(cfg *config.Config, ln net.Listener) net.Listener {
+	pp := cfg.Listen.ProxyProtocol
+	if len(pp.Trusted) == 0 {
+		return ln
+	}
+	return proxyproto.Listen(ln, proxyproto.Options{Trusted: pp.Trusted, Timeout: pp.Timeout.Std(), Logger: d.log})
+}
 
 // listenerSpecs lists the protocol listeners in start order.
 func (d *Daemon) listenerSpecs() []listenerSpec {

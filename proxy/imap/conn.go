@@ -132,8 +132,15 @@ func (c *conn) serve() {
 	if c.writeLine("* OK [CAPABILITY "+c.capabilities()+"] Legate ready") != nil {
 		return
 	}
-	for {
+	for first := true; ; first = false {
 		cmd, err := c.p.readCommand()
+		if first && err == nil && isProxyHeader(cmd) {
+			// A PROXY header reaches the dialogue only from a peer that
+			// is not a trusted balancer: a forged client address.
+			c.log.Warn("PROXY header from a peer not in listen.proxy_protocol.trusted; closing")
+			c.farewell("PROXY header not accepted from this address")
+			return
+		}
 		if err != nil {
 			if !c.readError(err) {
 				return
@@ -148,6 +155,12 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// isProxyHeader reports whether a first command is a PROXY v1 header
+// ("PROXY TCP4 ...").
+func isProxyHeader(cmd *command) bool {
+	return cmd.tag == "PROXY" && (cmd.name == "TCP4" || cmd.name == "TCP6" || cmd.name == "UNKNOWN")
 }
 
 // readError answers a parse error and reports whether to go on.
