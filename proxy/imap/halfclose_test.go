@@ -28,22 +28,30 @@ func (c *client) halfClose() (string, time.Duration) {
 
 // TestHalfCloseDrainsUpstream: after the client's end of stream the
 // upstream's answers still reach it. Over plain TCP the end of stream is
-// passed on (the fake upstream then stops at once); over TLS the drain
-// ends once the upstream has been quiet for drainQuiet, and any drain
-// ends after drainMax.
+// passed on (the fake upstream then stops at once). Over TLS, when the
+// client's last bytes are unanswered, the drain ends once the upstream
+// has been quiet for drainQuiet, and any drain ends after drainMax; when
+// everything was answered, the session ends at once.
 func TestHalfCloseDrainsUpstream(t *testing.T) {
 	const quiet, maxDrain = 300 * time.Millisecond, 1500 * time.Millisecond
 	for _, tt := range []struct {
 		name, mode, cmds string
+		answered         string // read before the half-close
+		last             string // sent just before it, left unanswered
 		want             []string
 		ticks            int // "* OK tick" lines wanted at least
 		min, max         time.Duration
 	}{
-		{"plain upstream", upstream.ModeNone, "b NOOP\r\n", []string{"b OK NOOP done"}, 0, 0, quiet},
-		{"TLS upstream, quiet", upstream.ModeSTARTTLS, "b NOOP\r\nc TICK 3\r\n",
-			[]string{"b OK NOOP done", "c OK TICK started"}, 3, 300 * time.Millisecond, 300*time.Millisecond + quiet + 500*time.Millisecond},
-		{"TLS upstream, never quiet", upstream.ModeSTARTTLS, "c TICK 100\r\n",
-			[]string{"c OK TICK started"}, 10, maxDrain, maxDrain + 500*time.Millisecond},
+		{"plain upstream", upstream.ModeNone, "b NOOP\r\n", "", "",
+			[]string{"b OK NOOP done"}, 0, 0, quiet},
+		{"TLS upstream, quiet", upstream.ModeSTARTTLS, "c TICK 3\r\n", "c OK TICK started", "d NO",
+			nil, 3, 300 * time.Millisecond, 300*time.Millisecond + quiet + 500*time.Millisecond},
+		{"TLS upstream, never quiet", upstream.ModeSTARTTLS, "c TICK 100\r\n", "c OK TICK started", "d NO",
+			nil, 10, maxDrain, maxDrain + 500*time.Millisecond},
+		// A client that leaves with everything answered (the usual end)
+		// does not hold the session for the quiet period.
+		{"TLS upstream, nothing pending", upstream.ModeSTARTTLS, "b NOOP\r\n", "b OK NOOP done", "",
+			nil, 0, 0, quiet / 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, envOptions{upMode: tt.mode, mutate: func(o *Options) {
@@ -53,6 +61,12 @@ func TestHalfCloseDrainsUpstream(t *testing.T) {
 			c.expect("* OK")
 			c.send("a LOGIN alice " + e.secret["alice"] + "\r\n" + tt.cmds)
 			c.expect("a OK")
+			if tt.answered != "" {
+				c.expect(tt.answered)
+			}
+			if tt.last != "" {
+				c.send(tt.last)
+			}
 			out, took := c.halfClose()
 			for _, w := range tt.want {
 				if !strings.Contains(out, w+"\r\n") {

@@ -31,7 +31,9 @@ const (
 // the upstream closes once it has answered. Over TLS it is not: Dovecot
 // drops every pending command on a close_notify or a bare FIN (it answers
 // nothing at all to a client that does so directly), so the drain ends
-// once the upstream has been quiet for Options.drainQuiet instead.
+// once the upstream has been quiet for Options.drainQuiet instead, and
+// happens only when the client's last bytes are still unanswered (else the
+// client most likely went away, and the session ends at once).
 const drainTimeout = 30 * time.Second
 
 // newBufPool returns the pool of big relay buffers (one per Server).
@@ -49,6 +51,9 @@ type relay struct {
 	done     func() // unregisters the session
 	start    time.Time
 	last     atomic.Int64 // unix nanoseconds of the last traffic either way
+	// clientLast says the client sent the last bytes relayed (it may be
+	// waiting for answers); the upstream's bytes clear it.
+	clientLast atomic.Bool
 	// drainEnd is set (unix nanoseconds) once the client has closed its
 	// side: the upstream's answers are relayed until then at most, and,
 	// when drainQuiet (nanoseconds) is set, until the upstream has been
@@ -168,6 +173,12 @@ func (r *relay) halfClose(up net.Conn) bool {
 	}
 	tcp, plain := up.(*net.TCPConn)
 	if !plain {
+		if !r.clientLast.Load() {
+			// Everything the client sent has been answered (at least in
+			// part): nothing to wait for; a client that went away
+			// (the usual end of stream) must not hold the session.
+			return false
+		}
 		r.drainQuiet.Store(int64(r.c.opts.drainQuietOrDefault()))
 	}
 	r.touch()
@@ -274,7 +285,10 @@ func (r *relay) stillActive(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(r.deadline())
 }
 
+// write relays b to dst. It notes which side sent last before the bytes
+// can reach the other end (and draw an answer or an end of stream).
 func (r *relay) write(dst net.Conn, b []byte, toClient bool) error {
+	r.clientLast.Store(!toClient)
 	if toClient {
 		r.c.wsem <- struct{}{}
 		defer func() { <-r.c.wsem }()
