@@ -2,7 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine: the real upstream
 # servers (Dovecot, OpenLDAP slapd, Postfix's smtp-sink, etcd for the shared
 # store) and the real clients
-# (curl, swaks, ldap-utils, python3, msmtp, isync). Idempotent: packages that are
+# (curl, swaks, ldap-utils, python3, msmtp, isync) and HAProxy (PROXY protocol
+# tests). Idempotent: packages that are
 # already present are not touched. Services are never started by the install; the
 # test harness starts its own instances on loopback ports in temp dirs.
 set -euo pipefail
@@ -14,6 +15,7 @@ pkgs=(
   etcd-server
   curl swaks libnet-ssleay-perl libio-socket-ssl-perl python3 msmtp isync
   libnginx-mod-mail  # nginx's mail proxy in front of Dovecot (auth_http tests)
+  haproxy  # PROXY protocol tests (send-proxy, send-proxy-v2)
   chromium
   nginx  # portal behind a TLS-terminating reverse proxy (private nginx -c FILE -p DIR)
   ca-certificates openssl

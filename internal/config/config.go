@@ -78,6 +78,9 @@ type Listen struct {
 	// AuthHTTP is nginx's mail auth_http endpoint: a loopback host:port or
 	// unix:/path.
 	AuthHTTP string `yaml:"auth_http"`
+	// ProxyProtocol takes the client's address from a PROXY v1/v2 header
+	// sent by a trusted load balancer (docs/contract.md §9).
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
 }
 
 // AuthHTTP configures the nginx auth_http endpoint (listen.auth_http).
@@ -89,6 +92,15 @@ type AuthHTTP struct {
 // Decision configures the decision socket (listen.decision).
 type Decision struct {
 	SocketGroup string `yaml:"socket_group"` // group owning the socket; "" keeps Legate's
+}
+
+// ProxyProtocol is listen.proxy_protocol, for the IMAP, submission and LDAP
+// listeners.
+type ProxyProtocol struct {
+	// Trusted are the balancers that must send a header; empty: off.
+	Trusted []netip.Prefix `yaml:"trusted"`
+	// Timeout bounds the wait for a header; default 5s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // TLS is the server certificate for every TLS listener (PEM files).
@@ -176,14 +188,15 @@ type UpstreamMail struct {
 	Auth   string `yaml:"auth"`
 	OAuth2 OAuth2 `yaml:"oauth2"`
 	// PassClientAddress passes the client's address and port to the
-	// upstream where it understands it (SMTP: XCLIENT ADDR= PORT=, when the
-	// upstream advertises XCLIENT); nil means true.
-	PassClientAddress *bool `yaml:"pass_client_address"`
+	// upstream where it understands it (IMAP: ID x-originating-ip /
+	// x-originating-port before the login; SMTP: XCLIENT ADDR= PORT= when
+	// the upstream advertises XCLIENT). Default true.
+	PassClientAddress bool `yaml:"pass_client_address"`
 }
 
 // PassesClientAddress reports pass_client_address (default true).
 func (u UpstreamMail) PassesClientAddress() bool {
-	return u.PassClientAddress == nil || *u.PassClientAddress
+	return u.PassClientAddress
 }
 
 // Configured reports whether the upstream has an address.
@@ -341,6 +354,7 @@ type Log struct {
 // Relative default paths (storage.path) are relative to the working directory.
 func Default() *Config {
 	return &Config{
+		Listen: Listen{ProxyProtocol: ProxyProtocol{Timeout: Duration(5 * time.Second)}},
 		Storage: Storage{
 			Backend: "bolt",
 			Path:    "legate.db",
@@ -352,8 +366,8 @@ func Default() *Config {
 			},
 		},
 		Upstream: Upstreams{
-			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster},
-			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster},
+			IMAP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster, PassClientAddress: true},
+			SMTP: UpstreamMail{Login: LoginAuthzid, Separator: "*", Auth: AuthMaster, PassClientAddress: true},
 			LDAP: UpstreamLDAP{PoolSize: 8, Authz: AuthzProxied},
 		},
 		Directory: Directory{

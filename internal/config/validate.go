@@ -23,6 +23,7 @@ type validator struct {
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.listen()
+	v.proxyProtocol()
 	v.tls()
 	v.storage()
 	v.upstreams()

@@ -75,6 +75,7 @@ func (d *Daemon) startFrontEnds(cfg *config.Config, ups *upstreams) error {
 		if err != nil {
 			return fmt.Errorf("listen.%s: %w", spec.key, err)
 		}
+		ln = d.proxyProtocol(cfg, ln)
 		d.serveFront(&frontListener{key: spec.key, ln: ln, srv: srv, implicit: spec.implicit, reconfigure: reconf})
 	}
 	return nil

@@ -6,10 +6,22 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/config"
+	"github.com/legate-proxy/legate/internal/proxyproto"
 	"github.com/legate-proxy/legate/proxy/imap"
 	"github.com/legate-proxy/legate/proxy/ldap"
 	"github.com/legate-proxy/legate/proxy/smtp"
 )
+
+// proxyProtocol wraps a front-end listener so that it takes the client's
+// address from the PROXY headers of listen.proxy_protocol.trusted peers;
+// without trusted peers it returns ln.
+func (d *Daemon) proxyProtocol(cfg *config.Config, ln net.Listener) net.Listener {
+	pp := cfg.Listen.ProxyProtocol
+	if len(pp.Trusted) == 0 {
+		return ln
+	}
+	return proxyproto.Listen(ln, proxyproto.Options{Trusted: pp.Trusted, Timeout: pp.Timeout.Std(), Logger: d.log})
+}
 
 // listenerSpecs lists the protocol listeners in start order.
 func (d *Daemon) listenerSpecs() []listenerSpec {
@@ -28,7 +40,8 @@ func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
 	return imap.Options{Auth: d.auth, Sessions: d.registry, Limiter: d.limiter, Upstream: ups.IMAP,
 		TLS: d.cert.serverConfig(), Logger: d.log, Metrics: d.frontMetrics(),
 		PreauthTimeout: l.PreauthTimeout.Std(), IdleTimeout: l.IdleTimeout.Std(),
-		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64())}
+		MaxLineLength: int(l.MaxLineLength.Int64()), MaxLiteralSize: int(l.MaxLiteralSize.Int64()),
+		PassClientAddress: cfg.Upstream.IMAP.PassClientAddress}
 }
 
 func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {

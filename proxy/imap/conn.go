@@ -38,6 +38,7 @@ type conn struct {
 	srv         *Server
 	opts        *Options
 	ip          netip.Addr
+	port        uint16 // the client's source port; 0 when unknown
 	implicitTLS bool
 	// handedOff is set by the connection goroutine once the relay
 	// goroutines own the connection (they then end it).
@@ -59,19 +60,31 @@ type conn struct {
 
 // preauth is what a connection needs only before login.
 type preauth struct {
-	ctx   context.Context // cancelled by kill, and once relaying
-	log   *slog.Logger    // with proto, ip and client
-	isTLS bool
-	br    *bufio.Reader
-	p     parser
-	bad   int
+	ctx context.Context // cancelled by kill, and once relaying
+	// base is the connection's logger (proto, ip), derived once; log is
+	// base, or base with the client's name once an ID named it (derived
+	// once per pre-auth state, never per command).
+	base, log *slog.Logger
+	// deadline ends the pre-auth dialogue (limits.preauth_timeout).
+	deadline time.Time
+	isTLS    bool
+	br       *bufio.Reader
+	p        parser
+	// bad counts bad input of every kind; idSeen is set by the first ID.
+	// Both, and the client's name, start afresh after STARTTLS.
+	bad    int
+	idSeen bool
 }
 
 func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 	o := s.opts.Load()
 	c := &conn{srv: s, opts: o, nc: nc, implicitTLS: implicitTLS, ip: connlimit.RemoteIP(nc),
 		wsem: make(chan struct{}, 1), preauth: &preauth{}}
-	c.log = o.logger().With("proto", "imap", "ip", c.ip.String())
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.port = ap.Port()
+	}
+	c.base = o.logger().With("proto", "imap", "ip", c.ip.String())
+	c.log = c.base
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	return c
 }
@@ -98,7 +111,8 @@ func (c *conn) serve() {
 		}
 		c.release = release
 	}
-	_ = c.nc.SetDeadline(time.Now().Add(c.opts.preauthTimeout()))
+	c.deadline = time.Now().Add(c.opts.preauthTimeout())
+	_ = c.nc.SetDeadline(c.deadline)
 	if c.implicitTLS {
 		if c.opts.TLS == nil {
 			c.log.Error("implicit-TLS connection without a TLS config")
@@ -113,28 +127,40 @@ func (c *conn) serve() {
 		c.isTLS = true
 	}
 	c.br = bufio.NewReaderSize(c.nc, 4096)
-	c.p = parser{r: c.br, maxLine: c.opts.maxLine(), maxLiteral: c.opts.maxLiteral(),
+	c.p = parser{r: c.br, maxLine: c.opts.maxLine(), maxLiteral: c.opts.maxLiteral(), maxIDLine: maxIDLine,
 		cont: func() error { return c.writeLine("+ Ready for literal") }}
 	if c.writeLine("* OK [CAPABILITY "+c.capabilities()+"] Legate ready") != nil {
 		return
 	}
-	for {
+	for first := true; ; first = false {
 		cmd, err := c.p.readCommand()
+		if first && err == nil && isProxyHeader(cmd) {
+			// A PROXY header reaches the dialogue only from a peer that
+			// is not a trusted balancer: a forged client address.
+			c.log.Warn("PROXY header from a peer not in listen.proxy_protocol.trusted; closing")
+			c.farewell("PROXY header not accepted from this address")
+			return
+		}
 		if err != nil {
 			if !c.readError(err) {
 				return
 			}
-			continue
-		}
-		if !c.handle(cmd) {
+		} else if !c.handle(cmd) {
 			return
 		}
+		// Every kind of bad input counts, syntax errors included.
 		if c.bad >= c.opts.maxBad() {
 			c.log.Info("too many bad commands before login")
 			c.farewell("Too many invalid commands")
 			return
 		}
 	}
+}
+
+// isProxyHeader reports whether a first command is a PROXY v1 header
+// ("PROXY TCP4 ...").
+func isProxyHeader(cmd *command) bool {
+	return cmd.tag == "PROXY" && (cmd.name == "TCP4" || cmd.name == "TCP6" || cmd.name == "UNKNOWN")
 }
 
 // readError answers a parse error and reports whether to go on.
@@ -234,21 +260,34 @@ func (c *conn) credentialsAccepted() bool {
 	return c.opts.Auth == nil || c.opts.Auth.CredentialsAccepted(c.isTLS, c.ip)
 }
 
-// id answers RFC 2971 ID and keeps the client's name and version.
+// id answers RFC 2971 ID and keeps the client's name and version from
+// the first ID of the pre-auth state. Later IDs are answered the same way
+// but ignored: the client's name is set once, and the work per command
+// stays constant.
 func (c *conn) id(cmd *command) bool {
 	fields, ok := idFields(cmd.args)
 	if !ok {
 		return c.bad1(cmd.tag, "Invalid ID arguments")
 	}
-	if name := clean(fields["name"], 64); name != "" {
-		c.client = name
-		if v := clean(fields["version"], 32); v != "" {
-			c.client += "/" + v
+	if !c.idSeen {
+		c.idSeen = true
+		if name := clean(fields["name"], 64); name != "" {
+			c.client = name
+			if v := clean(fields["version"], 32); v != "" {
+				c.client += "/" + v
+			}
+			c.log = c.base.With("client", c.client)
 		}
-		c.log = c.log.With("client", c.client)
 	}
 	return c.writeLines(`* ID ("name" "Legate")`, cmd.tag+" OK ID completed")
 }
+
+// RFC 2971 §3.3 maxima of an ID command, which Legate accepts.
+const (
+	idMaxPairs = 30
+	idMaxField = 30
+	idMaxValue = 1024
+)
 
 // idFields parses NIL or a parenthesised list of field/value pairs.
 func idFields(args []token) (map[string]string, bool) {
@@ -259,13 +298,16 @@ func idFields(args []token) (map[string]string, bool) {
 		return nil, false
 	}
 	inner := args[1 : len(args)-1]
-	if len(inner)%2 != 0 || len(inner) > 60 {
+	if len(inner)%2 != 0 || len(inner) > 2*idMaxPairs {
 		return nil, false
 	}
 	fields := make(map[string]string)
 	for i := 0; i < len(inner); i += 2 {
 		k, v := inner[i], inner[i+1]
 		if k.kind != tokString || (v.kind != tokString && !(v.kind == tokAtom && strings.EqualFold(v.val, "NIL"))) {
+			return nil, false
+		}
+		if len(k.val) > idMaxField || len(v.val) > idMaxValue {
 			return nil, false
 		}
 		if v.kind == tokString {
@@ -308,6 +350,13 @@ func (c *conn) startTLS(cmd *command) bool {
 	c.setClient(tc)
 	c.isTLS = true
 	c.br.Reset(tc)
+	// A fresh pre-auth state (RFC 9051 §6.2.1): nothing said in
+	// plaintext, where a man in the middle could have written it,
+	// outlives the handshake. The pre-auth deadline stays.
+	c.client = ""
+	c.idSeen = false
+	c.bad = 0
+	c.log = c.base
 	return true
 }
 

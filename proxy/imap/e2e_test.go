@@ -34,15 +34,22 @@ type e2e struct {
 	reg     *session.Registry
 	secrets map[string]string // app password name → secret
 	ids     map[string]string // app password name → id
+	// mutate, when set, changes the options of the front-ends legate
+	// starts.
+	mutate func(*imap.Options)
 }
 
-func newE2E(t *testing.T) *e2e {
+func newE2E(t *testing.T) *e2e { return newE2EWith(t, testenv.DovecotOptions{}) }
+
+// newE2EWith starts Dovecot with dopts (its Certs set here).
+func newE2EWith(t *testing.T, dopts testenv.DovecotOptions) *e2e {
 	t.Helper()
 	testenv.Require(t, "dovecot", "python3", "curl")
 	ctx := context.Background()
 	certs := testenv.NewCerts(t)
+	dopts.Certs = certs
 	e := &e2e{t: t, certs: certs, reg: session.New(), secrets: map[string]string{}, ids: map[string]string{},
-		dc: testenv.StartDovecot(t, testenv.DovecotOptions{Certs: certs})}
+		dc: testenv.StartDovecot(t, dopts)}
 	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +96,15 @@ func (e *e2e) legate(mode, login string, pol policy.Config) (plainAddr, tlsAddr 
 	if mode == upstream.ModeImplicit {
 		addr = e.dc.IMAPSAddr
 	}
-	srv := imap.NewServer(imap.Options{
+	opts := imap.Options{
 		Auth: svc, Sessions: e.reg, TLS: e.certs.ServerTLS, Logger: log,
 		Upstream: &upstream.Config{Address: addr, Mode: mode, Login: login, TLS: e.certs.ClientTLS,
 			MasterUser: e.dc.MasterUser, MasterPassword: e.dc.MasterPassword},
-	})
+	}
+	if e.mutate != nil {
+		e.mutate(&opts)
+	}
+	srv := imap.NewServer(opts)
 	ln1, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,9 @@ type fakeUpstream struct {
 	implicit bool
 
 	mu     sync.Mutex
-	logins []string // user names logged in as
-	lines  []string // commands received after login
+	logins []string            // user names logged in as
+	lines  []string            // commands received after login
+	ids    []map[string]string // fields of IDs received before login
 	conns  []net.Conn
 	wg     sync.WaitGroup
 }
@@ -96,6 +97,12 @@ func (f *fakeUpstream) loginList() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.logins...)
+}
+
+func (f *fakeUpstream) idList() []map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]map[string]string(nil), f.ids...)
 }
 
 func (f *fakeUpstream) received() []string {
@@ -184,6 +191,17 @@ func (f *fakeUpstream) serve(c net.Conn) {
 				loggedIn = u
 			}
 			f.answerLogin(send, cmd.tag, loggedIn)
+		case cmd.name == "ID" && loggedIn == "":
+			fields, ok := idFields(cmd.args)
+			if !ok {
+				send(cmd.tag + " BAD bad ID")
+				continue
+			}
+			f.mu.Lock()
+			f.ids = append(f.ids, fields)
+			f.mu.Unlock()
+			send("* ID NIL")
+			send(cmd.tag + " OK ID done")
 		case loggedIn == "":
 			send(cmd.tag + " BAD not logged in")
 		case cmd.name == "IDLE":

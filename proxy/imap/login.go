@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -99,6 +101,14 @@ func (c *conn) authenticate(cmd *command) bool {
 	return c.login(cmd.tag, authcid, secret)
 }
 
+// answerBy is when the login service must have decided, so that its answer
+// is written before the pre-auth deadline: up to a second before it (half
+// of what is left when that is less than two seconds).
+func (c *conn) answerBy() time.Time {
+	margin := min(max(time.Until(c.deadline)/2, 0), time.Second)
+	return c.deadline.Add(-margin)
+}
+
 // login asks the login service and, when allowed, passes the session on.
 // It reports whether the pre-auth dialogue goes on (false once a session
 // has been relayed, or the connection failed).
@@ -107,9 +117,13 @@ func (c *conn) login(tag, user, secret string) bool {
 		c.log.Error("no login service configured")
 		return c.writeLine(tag+" "+ansServiceDown) == nil
 	}
-	res := c.opts.Auth.Login(c.ctx, auth.Request{
+	// A throttle's delay may not outlast the pre-auth deadline: the
+	// answer must reach the client before the connection is closed.
+	actx, cancel := context.WithDeadline(c.ctx, c.answerBy())
+	res := c.opts.Auth.Login(actx, auth.Request{
 		User: user, Secret: secret, IP: c.ip, Protocol: policy.IMAP, TLS: c.isTLS, Client: c.client,
 	})
+	cancel()
 	if c.killed.Load() {
 		return false
 	}
@@ -129,7 +143,11 @@ func (c *conn) login(tag, user, secret string) bool {
 	}
 	id, done := c.register(res) // before the dial: a revocation now closes it
 	start := time.Now()
-	ul, err := masterLogin(c.ctx, c.opts.Upstream, c.opts.Upstream.LoginName(res.User.Name, res.User.Addresses), c.setUpstream)
+	var origin netip.AddrPort
+	if c.opts.PassClientAddress && c.ip.IsValid() {
+		origin = netip.AddrPortFrom(c.ip, c.port)
+	}
+	ul, err := masterLogin(c.ctx, c.opts.Upstream, c.opts.Upstream.LoginName(res.User.Name, res.User.Addresses), origin, c.setUpstream)
 	if err == nil && !c.confirm(id) { // re-decided now that the upstream is up
 		ul.conn.Close()
 		err = errors.New("session closed during the upstream login")

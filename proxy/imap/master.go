@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -34,13 +35,17 @@ type upClient struct {
 	conn net.Conn
 	p    parser
 	caps string // last capability list seen
+	// pending is sent ahead of the next command (pipelined).
+	pending string
 }
 
 // masterLogin dials the upstream, upgrades with STARTTLS if configured and
-// logs in as user with the master credential. onConn is told about every
-// connection in use so that a kill can close it. Errors wrap
-// upstream.ErrUnavailable.
-func masterLogin(ctx context.Context, cfg *upstream.Config, user string, onConn func(net.Conn) error) (*upstreamLogin, error) {
+// logs in as user with the master credential. When origin is valid, an ID
+// naming it (x-originating-ip and x-originating-port, which Dovecot honours
+// from its login_trusted_networks) goes just ahead of the login. onConn is
+// told about every connection in use so that a kill can close it. Errors
+// wrap upstream.ErrUnavailable.
+func masterLogin(ctx context.Context, cfg *upstream.Config, user string, origin netip.AddrPort, onConn func(net.Conn) error) (*upstreamLogin, error) {
 	conn, err := cfg.Dial(ctx)
 	if err != nil {
 		return nil, err
@@ -76,6 +81,9 @@ func masterLogin(ctx context.Context, cfg *upstream.Config, user string, onConn 
 		}
 		u.reset(conn)
 	}
+	if origin.IsValid() {
+		u.pending = originID(origin)
+	}
 	if err := u.login(user); err != nil {
 		return nil, fail("master login", err)
 	}
@@ -95,6 +103,16 @@ func masterLogin(ctx context.Context, cfg *upstream.Config, user string, onConn 
 	_ = conn.SetDeadline(time.Time{})
 	ok = true
 	return ul, nil
+}
+
+// originID is the ID command that passes the client's address on. Its
+// answer (an untagged ID and a tagged OK, or a refusal) is read and passed
+// over while waiting for the login's; an upstream that does not trust
+// Legate's address ignores the fields.
+func originID(origin netip.AddrPort) string {
+	ip := origin.Addr().Unmap().WithZone("")
+	return `I1 ID ("x-originating-ip" "` + ip.String() + `" "x-originating-port" "` +
+		strconv.Itoa(int(origin.Port())) + `")` + "\r\n"
 }
 
 func fail(step string, err error) error {
@@ -125,6 +143,7 @@ func (u *upClient) send(s string) error {
 	if err := u.arm(); err != nil {
 		return err
 	}
+	s, u.pending = u.pending+s, ""
 	_, err := u.conn.Write([]byte(s))
 	return err
 }

@@ -72,20 +72,42 @@ type parser struct {
 	r          *bufio.Reader
 	maxLine    int
 	maxLiteral int
+	// maxIDLine, when larger than maxLine, is the line limit of an ID
+	// command, whose RFC 2971 maxima need more than a usual line.
+	maxIDLine int
 	// cont is called before a synchronizing literal is read; it sends the
 	// "+" continuation request.
 	cont func() error
 	line []byte // reused line buffer
 }
 
+// maxIDLine is the line limit for an ID command: RFC 2971 allows 30
+// field-value pairs of up to 30 and 1024 octets, which quoted (every octet
+// escaped at worst) take about 63,500 bytes.
+const maxIDLine = 64 << 10
+
 // readLine reads one line and returns it without CRLF (a bare LF is
 // accepted). The result is only valid until the next call.
 func (p *parser) readLine() ([]byte, error) {
+	l, _, err := p.read(false)
+	return l, err
+}
+
+// read reads one line; when idOK is set, a line that starts an ID command
+// may be up to maxIDLine long. It also returns the limit that applied.
+func (p *parser) read(idOK bool) ([]byte, int, error) {
 	p.line = p.line[:0]
+	limit := p.maxLine
 	for {
 		chunk, err := p.r.ReadSlice('\n')
-		if len(p.line)+len(chunk) > p.maxLine+2 {
-			return nil, errLineTooLong
+		if len(p.line)+len(chunk) > limit+2 {
+			if !idOK || limit >= p.maxIDLine || !isIDCommand(p.line, chunk) {
+				return nil, 0, errLineTooLong
+			}
+			limit = p.maxIDLine
+			if len(p.line)+len(chunk) > limit+2 {
+				return nil, 0, errLineTooLong
+			}
 		}
 		p.line = append(p.line, chunk...)
 		if err == nil {
@@ -95,25 +117,49 @@ func (p *parser) readLine() ([]byte, error) {
 			if errors.Is(err, io.EOF) && len(p.line) > 0 {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	l := p.line[:len(p.line)-1]
 	if n := len(l); n > 0 && l[n-1] == '\r' {
 		l = l[:n-1]
 	}
-	if len(l) > p.maxLine {
-		return nil, errLineTooLong
+	if len(l) > limit {
+		return nil, 0, errLineTooLong
 	}
-	return l, nil
+	return l, limit, nil
+}
+
+// isIDCommand reports whether the line made of a and b starts with
+// "tag ID " (case-insensitive), the only command allowed a longer line.
+func isIDCommand(a, b []byte) bool {
+	var head [80]byte
+	n := copy(head[:], a)
+	n += copy(head[n:], b)
+	h := head[:n]
+	i := 0
+	for i < len(h) && isAtomChar(h[i]) && h[i] != '+' && h[i] != '*' {
+		i++
+	}
+	if i == 0 || i+4 > len(h) {
+		return false
+	}
+	return h[i] == ' ' && (h[i+1]|0x20) == 'i' && (h[i+2]|0x20) == 'd' && h[i+3] == ' '
 }
 
 // readCommand reads and parses one command, literals included.
 func (p *parser) readCommand() (*command, error) {
-	line, err := p.readLine()
+	line, limit, err := p.read(true)
 	if err != nil {
 		return nil, err
 	}
+	// A long ID line grew the buffer; let it go once parsed (the tokens
+	// are copies).
+	defer func() {
+		if cap(p.line) > p.maxLine+2+p.r.Size() {
+			p.line = nil
+		}
+	}()
 	cmd := &command{}
 	rest, err := cmd.head(line)
 	if err != nil {
@@ -148,7 +194,7 @@ func (p *parser) readCommand() (*command, error) {
 		if err != nil {
 			return nil, err
 		}
-		if total += len(line); total > p.maxLine {
+		if total += len(line); total > limit {
 			return nil, errLineTooLong
 		}
 		rest = line

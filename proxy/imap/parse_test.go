@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,6 +13,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(floodAddrEnv); addr != "" {
+		// The child process of TestIDFloodCostsConstantWork.
+		os.Exit(floodClient(addr, os.Getenv(floodCmdEnv), os.Getenv(floodSecretEnv)))
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -115,13 +120,14 @@ func FuzzParseCommand(f *testing.F) {
 		"a ID (\"name\" \"x\" \"version\" NIL)\r\n",
 		"a LOGIN \"a\\\"b\" \"c\\\\d\"\r\nb NOOP\r\n",
 		"a LOGIN {999999999999}\r\n",
+		"a ID (\"name\" \"" + strings.Repeat("x", 400) + "\")\r\n",
 	} {
 		f.Add([]byte(s))
 	}
-	const maxLine, maxLit = 256, 128
+	const maxLine, maxLit, maxID = 256, 128, 512
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := &parser{r: bufio.NewReaderSize(strings.NewReader(string(data)), 64), maxLine: maxLine, maxLiteral: maxLit,
-			cont: func() error { return nil }}
+			maxIDLine: maxID, cont: func() error { return nil }}
 		for range 100 {
 			cmd, err := p.readCommand()
 			if err != nil {
@@ -140,7 +146,11 @@ func FuzzParseCommand(f *testing.F) {
 			for _, a := range cmd.args {
 				total += len(a.val)
 			}
-			if max := maxLine + maxLiterals*maxLit; total > max {
+			limit := maxLine
+			if cmd.name == "ID" {
+				limit = maxID
+			}
+			if max := limit + maxLiterals*maxLit; total > max {
 				t.Fatalf("command holds %d bytes, want at most %d", total, max)
 			}
 			if cmd.tag == "" || cmd.name == "" {

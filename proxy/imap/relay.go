@@ -25,6 +25,17 @@ const (
 	bigBuf   = 16 << 10
 )
 
+// After the client has closed its side of the connection (shutdown
+// SHUT_WR), the upstream's answers to what it sent are still relayed, for
+// drainTimeout at most. Over plain TCP the end of stream is passed on and
+// the upstream closes once it has answered. Over TLS it is not: Dovecot
+// drops every pending command on a close_notify or a bare FIN (it answers
+// nothing at all to a client that does so directly), so the drain ends
+// once the upstream has been quiet for Options.drainQuiet instead, and
+// happens only when the client's last bytes are still unanswered (else the
+// client most likely went away, and the session ends at once).
+const drainTimeout = 30 * time.Second
+
 // newBufPool returns the pool of big relay buffers (one per Server).
 func newBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]byte, bigBuf); return &b }}
@@ -35,11 +46,20 @@ func newBufPool() *sync.Pool {
 // the connection goroutine, whose stack grew during the login dialogue,
 // ends); the last one to finish ends the connection.
 type relay struct {
-	c          *conn
-	user, id   string
-	done       func() // unregisters the session
-	start      time.Time
-	last       atomic.Int64 // unix nanoseconds of the last traffic either way
+	c        *conn
+	user, id string
+	done     func() // unregisters the session
+	start    time.Time
+	last     atomic.Int64 // unix nanoseconds of the last traffic either way
+	// clientLast says the client sent the last bytes relayed (it may be
+	// waiting for answers); the upstream's bytes clear it.
+	clientLast atomic.Bool
+	// drainEnd is set (unix nanoseconds) once the client has closed its
+	// side: the upstream's answers are relayed until then at most, and,
+	// when drainQuiet (nanoseconds) is set, until the upstream has been
+	// quiet that long. drainQuiet is stored first.
+	drainEnd   atomic.Int64
+	drainQuiet atomic.Int64
 	left       atomic.Int32 // directions still running
 	nUp, nDown int64        // bytes relayed, each set by its direction
 }
@@ -109,9 +129,18 @@ func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin, id string
 
 func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
 
-// deadline is when the session is idle too long, both directions counted.
+// deadline is when the session is idle too long, both directions counted,
+// or when draining the upstream's answers ends.
 func (r *relay) deadline() time.Time {
-	return time.Unix(0, r.last.Load()).Add(r.c.opts.idleTimeout())
+	last := r.last.Load()
+	d := last + int64(r.c.opts.idleTimeout())
+	if end := r.drainEnd.Load(); end != 0 {
+		if q := r.drainQuiet.Load(); q > 0 {
+			d = min(d, last+q)
+		}
+		d = min(d, end)
+	}
+	return time.Unix(0, d)
 }
 
 // count reports n bytes relayed (once per chunk, not per byte).
@@ -130,11 +159,12 @@ func (r *relay) count(toClient bool, n int) {
 // dst is the client.
 func (r *relay) run(src, dst net.Conn, first []byte, toClient bool) {
 	var n int64
+	halfClosed := false
 	defer func() {
 		if p := recover(); p != nil {
 			r.c.logger().Error("panic in relay", "panic", p, "stack", string(debug.Stack()))
 		}
-		r.exit(toClient, n)
+		r.exit(toClient, n, halfClosed)
 	}()
 	if len(first) > 0 {
 		if r.write(dst, first, toClient) != nil {
@@ -143,18 +173,55 @@ func (r *relay) run(src, dst net.Conn, first []byte, toClient bool) {
 		r.count(toClient, len(first))
 		n = int64(len(first))
 	}
-	n += r.pump(src, dst, toClient)
+	k, eof := r.pump(src, dst, toClient)
+	n += k
+	if eof && !toClient {
+		halfClosed = r.halfClose(dst)
+	}
 }
 
-// exit ends one direction: it closes both connections (which ends the
-// other direction too); the last direction out ends the session.
-func (r *relay) exit(toClient bool, n int64) {
+// halfClose lets the upstream's answers reach the client after the
+// client's end of stream: over plain TCP it closes the upstream's write
+// side (the upstream answers what it was sent, then closes); otherwise it
+// waits for the upstream to go quiet. Either way the drain is bounded. It
+// reports whether the drain began; if not, the session ends at once.
+func (r *relay) halfClose(up net.Conn) bool {
+	if r.c.killed.Load() {
+		return false
+	}
+	tcp, plain := up.(*net.TCPConn)
+	if !plain {
+		if !r.clientLast.Load() {
+			// Everything the client sent has been answered (at least in
+			// part): nothing to wait for; a client that went away
+			// (the usual end of stream) must not hold the session.
+			return false
+		}
+		r.drainQuiet.Store(int64(r.c.opts.drainQuietOrDefault()))
+	}
+	r.touch()
+	r.drainEnd.Store(time.Now().Add(r.c.opts.drainMaxOrDefault()).UnixNano())
+	// The other direction re-arms its read deadline from r.deadline()
+	// and checks drainEnd again afterwards, so this cannot be overwritten.
+	if up.SetReadDeadline(r.deadline()) != nil {
+		return false
+	}
+	return !plain || tcp.CloseWrite() == nil
+}
+
+// exit ends one direction. Unless the client only closed its side
+// (halfClosed, the upstream's answers still on their way), it closes both
+// connections, which ends the other direction too; the last direction out
+// ends the session.
+func (r *relay) exit(toClient bool, n int64, halfClosed bool) {
 	if toClient {
 		r.nDown = n
 	} else {
 		r.nUp = n
 	}
-	r.c.closeConns()
+	if !halfClosed {
+		r.c.closeConns()
+	}
 	if r.left.Add(-1) > 0 {
 		return
 	}
@@ -166,8 +233,9 @@ func (r *relay) exit(toClient bool, n int64) {
 
 // pump copies src to dst until either fails or the session is idle too
 // long. toClient says dst is the client (writes are then serialised with
-// farewells).
-func (r *relay) pump(src, dst net.Conn, toClient bool) int64 {
+// farewells). It returns the bytes copied and whether src ended its
+// stream cleanly (io.EOF).
+func (r *relay) pump(src, dst net.Conn, toClient bool) (int64, bool) {
 	var n int64
 	wait := readiness(src)
 	var small []byte
@@ -184,15 +252,19 @@ func (r *relay) pump(src, dst net.Conn, toClient bool) int64 {
 	}
 	defer drop()
 	for {
+		drain := r.drainEnd.Load()
 		if src.SetReadDeadline(r.deadline()) != nil {
-			return n
+			return n, false
+		}
+		if r.drainEnd.Load() != drain {
+			continue // the drain began meanwhile: arm its deadline
 		}
 		if wait != nil && big == nil {
 			if err := wait(); err != nil {
 				if r.stillActive(err) {
 					continue
 				}
-				return n
+				return n, false
 			}
 			big = pool.Get().(*[]byte)
 		}
@@ -204,7 +276,7 @@ func (r *relay) pump(src, dst net.Conn, toClient bool) int64 {
 		if k > 0 {
 			r.touch()
 			if r.write(dst, buf[:k], toClient) != nil {
-				return n
+				return n, false
 			}
 			r.count(toClient, k)
 			n += int64(k)
@@ -214,7 +286,7 @@ func (r *relay) pump(src, dst net.Conn, toClient bool) int64 {
 				drop()
 				continue
 			}
-			return n
+			return n, errors.Is(err, io.EOF)
 		}
 		switch {
 		case big == nil && k == len(small):
@@ -231,7 +303,10 @@ func (r *relay) stillActive(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(r.deadline())
 }
 
+// write relays b to dst. It notes which side sent last before the bytes
+// can reach the other end (and draw an answer or an end of stream).
 func (r *relay) write(dst net.Conn, b []byte, toClient bool) error {
+	r.clientLast.Store(!toClient)
 	if toClient {
 		r.c.wsem <- struct{}{}
 		defer func() { <-r.c.wsem }()

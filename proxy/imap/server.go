@@ -90,9 +90,21 @@ type Options struct {
 	// MaxBadCommands closes a connection after that many bad commands
 	// before login; zero means 10.
 	MaxBadCommands int
+	// PassClientAddress sends the client's address and port to the
+	// upstream before the master login, as ID ("x-originating-ip" ...
+	// "x-originating-port" ...) (Dovecot honours it from
+	// login_trusted_networks, so its logs, auth policy and penalties see
+	// the real client); false means the upstream sees Legate's address.
+	PassClientAddress bool
 	// Metrics receives relayed bytes (per direction, counted per chunk),
 	// upstream connect times and upstream failures; nil means none.
 	Metrics Metrics
+
+	// drainQuiet ends the drain of a TLS upstream's answers after the
+	// client's end of stream once the upstream was quiet that long; zero
+	// means 5s. drainMax bounds any drain; zero means drainTimeout (30s).
+	// Both are for tests.
+	drainQuiet, drainMax time.Duration
 }
 
 func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
@@ -100,6 +112,10 @@ func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 3
 func (o *Options) maxLine() int                  { return orInt(o.MaxLineLength, 8192) }
 func (o *Options) maxLiteral() int               { return orInt(o.MaxLiteralSize, 8192) }
 func (o *Options) maxBad() int                   { return orInt(o.MaxBadCommands, 10) }
+func (o *Options) drainQuietOrDefault() time.Duration {
+	return orDur(o.drainQuiet, 5*time.Second)
+}
+func (o *Options) drainMaxOrDefault() time.Duration { return orDur(o.drainMax, drainTimeout) }
 
 func (o *Options) metrics() Metrics {
 	if o.Metrics != nil {

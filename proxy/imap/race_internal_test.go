@@ -1,0 +1,6 @@
+//go:build race
+
+package imap
+
+// raceEnabled turns off CPU budgets: the race detector inflates CPU time.
+const raceEnabled = true
