@@ -66,6 +66,7 @@ func openAPI(ctx context.Context, cfgPath string) (api API, close func(), err er
 	}
 	svc := auth.New(auth.Options{Store: st, Directory: dir, Policy: daemon.PolicyOf(cfg), Logger: log})
 	limit := cfg.Policy.MaxAppPasswordsPerUser
-	local := &control.Local{Store: st, Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return limit }}
+	local := &control.Local{Store: st, Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return limit },
+		UpstreamLogin: cfg.UpstreamLogin}
 	return local, func() { st.Close() }, nil
 }

@@ -129,6 +129,9 @@ func exercise(t *testing.T, cfg string) {
 	if r.code != 0 || !strings.Contains(r.stdout, "decision: allow (rule app_password)") {
 		t.Errorf("explain allowed: exit %d, out:\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	if !strings.Contains(r.stdout, "upstream login: upstream.imap: ") {
+		t.Errorf("explain does not say which upstream login would be used:\n%s", r.stdout)
+	}
 	r = legate(t, secret+"\n", "explain", "--config", cfg, "--user", "alice", "--ip", "192.0.2.7",
 		"--protocol", "ldap", "--tls", "--password-stdin")
 	if !strings.Contains(r.stdout, "decision: refused (rule outside_scope)") {

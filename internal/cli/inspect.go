@@ -66,6 +66,9 @@ func runExplain(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, ": %s", safe(e.Reason))
 	}
 	fmt.Fprintln(env.Stdout)
+	if e.Upstream != "" {
+		fmt.Fprintf(env.Stdout, "upstream login: %s\n", safe(e.Upstream))
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 )
@@ -186,4 +187,31 @@ func (v *validator) upstreamOAuth2(key string, u UpstreamMail) {
 
 func loopbackHost(h string) bool {
 	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+}
+
+// LoginDescription says how Legate logs in to this upstream as the user
+// name (with addresses), for `legate explain`; it names no secret.
+func (u UpstreamMail) LoginDescription(name string, addresses []string) string {
+	if !u.Configured() {
+		return "no upstream configured"
+	}
+	if u.Auth == AuthOAuth2 {
+		o := u.OAuth2
+		mailbox := name
+		if o.MailboxAttribute != MailboxName && len(addresses) > 0 {
+			mailbox = addresses[0]
+		}
+		who := "client " + o.ClientID
+		if o.Grant == GrantJWTBearer {
+			who = "service account in " + o.ServiceAccountFile + ", sub=" + mailbox
+		} else if o.PrivateKeyFile != "" {
+			who += " (certificate assertion)"
+		}
+		return fmt.Sprintf("%s as %s at %s, token from %s (%s, %s, scope %q)",
+			strings.ToUpper(o.Mechanism), mailbox, u.Address, o.TokenURL, o.Grant, who, o.Scope)
+	}
+	if u.Login == LoginSeparator {
+		return fmt.Sprintf("LOGIN %s%s%s at %s (master user)", name, u.Separator, u.MasterUser, u.Address)
+	}
+	return fmt.Sprintf("SASL PLAIN as %s for %s (authzid) at %s (master user)", u.MasterUser, name, u.Address)
 }

@@ -55,6 +55,9 @@ type Local struct {
 	MaxPerUser func() int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// UpstreamLogin, if set, says how the upstream of protocol would be
+	// logged in to as a user (Explain shows it); it must name no secret.
+	UpstreamLogin func(protocol, name string, addresses []string) string
 }
 
 func (l *Local) now() time.Time {
@@ -299,6 +302,9 @@ type Explanation struct {
 	AppPasswordID string   `json:"app_password_id,omitempty"`
 	SecretChecked bool     `json:"secret_checked"`
 	Trace         []string `json:"trace"`
+	// Upstream says how the session would be passed on: which upstream,
+	// as whom, with which credential (master user or OAuth 2.0 token).
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // Explain evaluates a login like the front-ends would, without side effects.
@@ -319,6 +325,13 @@ func (l *Local) Explain(ctx context.Context, a ExplainArgs) (Explanation, error)
 	}
 	for _, s := range res.Trace {
 		e.Trace = append(e.Trace, s.String())
+	}
+	if l.UpstreamLogin != nil {
+		name, addrs := a.User, []string(nil)
+		if u, err := l.Directory().Lookup(ctx, a.User); err == nil {
+			name, addrs = u.Name, u.Addresses
+		}
+		e.Upstream = l.UpstreamLogin(a.Protocol, name, addrs)
 	}
 	return e, nil
 }

@@ -146,7 +146,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.sweepDone.Add(1)
 	go d.sweeper()
 	d.local = &control.Local{Store: d.store, Directory: d.auth.Directory, Policy: d.auth.Policy, Explainer: d.auth, Registry: d.registry,
-		MaxPerUser: func() int { return d.config().Policy.MaxAppPasswordsPerUser }}
+		MaxPerUser:    func() int { return d.config().Policy.MaxAppPasswordsPerUser },
+		UpstreamLogin: func(p, n string, a []string) string { return d.config().UpstreamLogin(p, n, a) }}
 	if cfg.Listen.Admin != "" {
 		if d.admin, err = admin.Listen(cfg.Listen.Admin, d.local, log); err != nil {
 			return d, err
