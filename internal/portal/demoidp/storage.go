@@ -3,7 +3,6 @@ package demoidp
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/legate-proxy/legate/internal/opstore"
 )
 
 // authRequest is one authorization request, from /authorize to the token.
@@ -88,26 +89,11 @@ func (c *client) IsScopeAllowed(string) bool           { return false }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 func (c *client) ClockSkew() time.Duration             { return 0 }
 
-// signingKey is the provider's RSA key (RS256), made at start.
-type signingKey struct {
-	id  string
-	key *rsa.PrivateKey
-}
-
-func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
-func (k *signingKey) Key() any                                    { return k.key }
-func (k *signingKey) ID() string                                  { return k.id }
-
-type publicKey struct{ *signingKey }
-
-func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
-func (k publicKey) Use() string                        { return "sig" }
-func (k publicKey) Key() any                           { return &k.key.PublicKey }
-
 // storage is the in-memory op.Storage of the provider.
 type storage struct {
+	opstore.Keys
+	opstore.NoRefresh
 	client client
-	key    *signingKey
 
 	mu       sync.Mutex
 	users    map[string]*User // by subject
@@ -121,13 +107,13 @@ var _ op.CanSetUserinfoFromRequest = (*storage)(nil)
 var errNotFound = errors.New("demoidp: not found")
 
 func newStorage(c client) (*storage, error) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	keys, err := opstore.NewKeys()
 	if err != nil {
-		return nil, fmt.Errorf("demoidp: key: %w", err)
+		return nil, fmt.Errorf("demoidp: %w", err)
 	}
 	return &storage{
+		Keys:     keys,
 		client:   c,
-		key:      &signingKey{id: rand.Text()[:8], key: k},
 		users:    map[string]*User{},
 		requests: map[string]*authRequest{},
 		codes:    map[string]string{},
@@ -222,30 +208,6 @@ func (s *storage) user(subject string) (User, bool) {
 func (s *storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
 	return rand.Text(), time.Now().Add(5 * time.Minute), nil
 }
-
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, errors.New("demoidp: refresh tokens are not supported")
-}
-
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, op.ErrInvalidRefreshToken
-}
-
-func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
-
-func (s *storage) RevokeToken(context.Context, string, string, string) *oidc.Error { return nil }
-
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
-}
-
-func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
-
-func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{jose.RS256}, nil
-}
-
-func (s *storage) KeySet(context.Context) ([]op.Key, error) { return []op.Key{publicKey{s.key}}, nil }
 
 func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	if id != s.client.id {

@@ -34,6 +34,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/legate-proxy/legate/internal/opstore"
 )
 
 // Options configure Start.
@@ -71,7 +73,7 @@ func (p provider) JWTProfileVerifier(ctx context.Context) *op.JWTProfileVerifier
 // ends.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	keys, err := opstore.NewKeys()
 	if err != nil {
 		t.Fatalf("oauthserver: %v", err)
 	}
@@ -82,7 +84,7 @@ func Start(t testing.TB, o Options) *Server {
 	s := &Server{Issuer: "http://" + ln.Addr().String()}
 	s.SetTokenLifetime(o.TokenLifetime)
 	s.st = &storage{
-		key:      &signingKey{id: rand.Text()[:8], key: k},
+		Keys:     keys,
 		lifetime: func() time.Duration { return time.Duration(s.lifetime.Load()) },
 		clients:  map[string]*client{},
 		tokens:   map[string]*token{},

@@ -12,6 +12,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/legate-proxy/legate/internal/opstore"
 )
 
 var errNotFound = errors.New("oauthserver: not found")
@@ -74,24 +76,10 @@ type token struct {
 	expiry  time.Time
 }
 
-type signingKey struct {
-	id  string
-	key *rsa.PrivateKey
-}
-
-func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
-func (k *signingKey) Key() any                                    { return k.key }
-func (k *signingKey) ID() string                                  { return k.id }
-
-type publicKey struct{ *signingKey }
-
-func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
-func (k publicKey) Use() string                        { return "sig" }
-func (k publicKey) Key() any                           { return &k.key.PublicKey }
-
 // storage is the server's in-memory op.Storage.
 type storage struct {
-	key      *signingKey
+	opstore.Keys
+	opstore.NoRefresh
 	lifetime func() time.Duration
 
 	mu      sync.Mutex
@@ -148,23 +136,6 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 	s.issued[[2]string{t.client, t.subject}]++
 	return id, t.expiry, nil
 }
-
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, errors.New("oauthserver: refresh tokens are not supported")
-}
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, op.ErrInvalidRefreshToken
-}
-func (s *storage) TerminateSession(context.Context, string, string) error          { return nil }
-func (s *storage) RevokeToken(context.Context, string, string, string) *oidc.Error { return nil }
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
-}
-func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
-func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{jose.RS256}, nil
-}
-func (s *storage) KeySet(context.Context) ([]op.Key, error) { return []op.Key{publicKey{s.key}}, nil }
 
 func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	c, ok := s.getClient(id)
