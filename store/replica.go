@@ -190,3 +190,18 @@ func UnmarshalRecord(id string, v []byte) (AppPassword, error) {
 	p.HashAlg, p.Hash = sp.HashAlg, sp.Hash
 	return p, nil
 }
+
+// ByIDs returns the records whose ids are in ids (copies, keyed by id), in
+// one pass under the read lock: the session sweep reads the app passwords
+// of every live session from memory instead of listing each user's.
+func (r *Replica) ByIDs(ids map[string]struct{}) map[string]AppPassword {
+	out := make(map[string]AppPassword, len(ids))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, p := range r.byHash {
+		if _, ok := ids[p.ID]; ok {
+			out[p.ID] = *p
+		}
+	}
+	return out
+}

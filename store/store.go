@@ -137,6 +137,15 @@ type AuditStats interface {
 	AuditStats() BatchStats
 }
 
+// InMemory is implemented by stores that keep every app password in memory
+// (both backends, for Verify): AppPasswordsByID answers from there, without
+// I/O, with the app passwords of ids that exist (a revoked one is absent).
+// It fails when the memory cannot be trusted (etcd out of touch for longer
+// than its stale grace).
+type InMemory interface {
+	AppPasswordsByID(ctx context.Context, ids map[string]struct{}) (map[string]AppPassword, error)
+}
+
 // Store is what Legate needs from an app-password store. Implementations are
 // safe for concurrent use.
 type Store interface {

@@ -47,6 +47,22 @@ func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Ve
 		}
 		failed++
 	}
+	// Stores that keep app passwords in memory answer for every live
+	// session at once; others are listed per user below.
+	var mem map[string]store.AppPassword
+	if im, ok := s.store.(store.InMemory); ok {
+		ids := make(map[string]struct{}, len(live))
+		for i := range live {
+			if live[i].AppPasswordID != "" {
+				ids[live[i].AppPasswordID] = struct{}{}
+			}
+		}
+		var err error
+		if mem, err = im.AppPasswordsByID(ctx, ids); err != nil {
+			fail(err)
+			return nil
+		}
+	}
 	for name, idx := range byUser {
 		if ctx.Err() != nil {
 			break
@@ -67,6 +83,15 @@ func (s *Service) Recheck(ctx context.Context, live []session.Info) []session.Ve
 		for _, i := range idx {
 			if live[i].AppPasswordID == "" || aps != nil {
 				continue
+			}
+			if mem != nil {
+				aps = make(map[string]*store.AppPassword, len(idx))
+				for _, j := range idx {
+					if p, ok := mem[live[j].AppPasswordID]; ok && p.User == owner {
+						aps[p.ID] = &p
+					}
+				}
+				break
 			}
 			list, err := s.store.List(ctx, owner)
 			if err != nil {

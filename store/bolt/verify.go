@@ -22,3 +22,13 @@ func (b *Store) Verify(ctx context.Context, user, secret string) (store.AppPassw
 	}
 	return p, nil
 }
+
+// AppPasswordsByID implements store.InMemory from the replica.
+func (b *Store) AppPasswordsByID(ctx context.Context, ids map[string]struct{}) (map[string]store.AppPassword, error) {
+	if err := b.lc.Begin(ctx); err != nil {
+		return nil, err
+	}
+	defer b.lc.End()
+	return b.rep.ByIDs(ids), nil
+}
+var _ store.InMemory = (*Store)(nil)

@@ -346,3 +346,17 @@ func (s *Store) Verify(ctx context.Context, user, secret string) (store.AppPassw
 	}
 	return p, nil
 }
+
+// AppPasswordsByID implements store.InMemory from the replica, which the
+// watch keeps current; it refuses while the replica may miss revocations.
+func (s *Store) AppPasswordsByID(ctx context.Context, ids map[string]struct{}) (map[string]store.AppPassword, error) {
+	if err := s.lc.Begin(ctx); err != nil {
+		return nil, err
+	}
+	defer s.lc.End()
+	if !s.feed.fresh() {
+		return nil, ErrUnavailable
+	}
+	return s.rep.ByIDs(ids), nil
+}
+var _ store.InMemory = (*Store)(nil)
