@@ -31,4 +31,5 @@ func (b *Store) AppPasswordsByID(ctx context.Context, ids map[string]struct{}) (
 	defer b.lc.End()
 	return b.rep.ByIDs(ids), nil
 }
+
 var _ store.InMemory = (*Store)(nil)

@@ -359,4 +359,5 @@ func (s *Store) AppPasswordsByID(ctx context.Context, ids map[string]struct{}) (
 	}
 	return s.rep.ByIDs(ids), nil
 }
+
 var _ store.InMemory = (*Store)(nil)
