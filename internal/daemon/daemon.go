@@ -41,14 +41,12 @@ type Daemon struct {
 	local    *control.Local
 	admin    *admin.Server
 	decision *decision.Server // listen.decision: legate checkpassword
-	authHTTP *authHTTPServer  // listen.auth_http: nginx mail auth_http
 	cert     *certHolder
 	throttle *throttle.Throttle
-	fronts   []*frontListener
-	portal   *portal.Portal // nil without listen.portal
-	// operations (http.go): metrics, listen.http, readiness state.
+	fronts   []*frontListener // every listener, in start order (listenerSpecs)
+	portal   *portal.Portal   // nil without listen.portal
+	// operations (http.go): metrics, readiness state.
 	metrics  *metrics.Metrics
-	http     *httpServer
 	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload
@@ -159,18 +157,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 			return d, err
 		}
 	}
-	if cfg.Listen.AuthHTTP != "" {
-		if d.authHTTP, err = d.startAuthHTTP(cfg); err != nil {
-			return d, err
-		}
-	}
-	if err := d.startFrontEnds(cfg, ups); err != nil {
-		return d, err
-	}
-	if err := d.startPortal(cfg); err != nil {
-		return d, err
-	}
-	if err := d.startHTTP(cfg); err != nil { // operations: listen.http, started last
+	if err := d.startListeners(cfg, ups); err != nil {
 		return d, err
 	}
 	log.Info("legate started", "config", cfg.File(), "listeners", d.listenerNames())
@@ -189,9 +176,6 @@ func (d *Daemon) Control() *control.Local { return d.local }
 // Addr returns the bound address of a listener by its config key (imap,
 // imaps, submission, ...), or nil.
 func (d *Daemon) Addr(key string) net.Addr {
-	if key == "auth_http" && d.authHTTP != nil {
-		return d.authHTTP.Addr()
-	}
 	for _, f := range d.fronts {
 		if f.key == key {
 			return f.ln.Addr()
@@ -260,15 +244,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		case <-stop:
 		}
 	}()
-	var wg sync.WaitGroup
-	for _, f := range d.fronts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f.srv.Shutdown(grace)
-		}()
-	}
-	wg.Wait()
+	d.shutdownListeners(grace)
 	close(stop)
 	<-logged
 	return d.Close()
@@ -282,10 +258,7 @@ func (d *Daemon) Close() error {
 }
 
 func (d *Daemon) close() error {
-	d.stopHTTP() // operations: listen.http started last, stops first
-	for _, f := range d.fronts {
-		f.srv.Close()
-	}
+	d.closeListeners() // listen.http started last, stops first
 	if d.admin != nil {
 		d.admin.Close()
 	}
@@ -295,9 +268,6 @@ func (d *Daemon) close() error {
 	}
 	if d.decision != nil {
 		d.decision.Close()
-	}
-	if d.authHTTP != nil {
-		d.authHTTP.close()
 	}
 	if d.auth != nil {
 		closeDirectory(d.auth.Directory())

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,14 +19,6 @@ import (
 // readyTimeout bounds each check of /readyz.
 const readyTimeout = 3 * time.Second
 
-// httpServer is the listen.http endpoint: /metrics, /healthz, /readyz.
-type httpServer struct {
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
-	once sync.Once
-}
-
 // newMetrics builds the daemon's metrics over its registry and store.
 func (d *Daemon) newMetrics() *metrics.Metrics {
 	o := metrics.Options{
@@ -44,23 +35,13 @@ func (d *Daemon) newMetrics() *metrics.Metrics {
 func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
 
 // HTTPAddr returns the bound address of listen.http, or nil.
-func (d *Daemon) HTTPAddr() net.Addr {
-	if d.http == nil {
-		return nil
-	}
-	return d.http.ln.Addr()
-}
+func (d *Daemon) HTTPAddr() net.Addr { return d.Addr("http") }
 
-// startHTTP listens on listen.http, if set.
-func (d *Daemon) startHTTP(cfg *config.Config) error {
-	if cfg.Listen.HTTP == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", cfg.Listen.HTTP)
-	if err != nil {
-		return fmt.Errorf("listen.http: %w", err)
-	}
-	h := &httpServer{ln: ln, done: make(chan struct{}), srv: &http.Server{
+// buildHTTP builds listen.http: /metrics, /healthz, /readyz. It stays out
+// of the drain, so that /readyz answers 503 while the daemon drains, and
+// gets 2s to finish its requests at Close.
+func buildHTTP(d *Daemon, _ *config.Config, _ *upstreams) (built, error) {
+	srv := httpFront{&http.Server{
 		Handler:           d.httpHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -68,32 +49,7 @@ func (d *Daemon) startHTTP(cfg *config.Config) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}}
-	d.http = h
-	d.log.Info("http listening", "listener", "http", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
-	go func() {
-		defer close(h.done)
-		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("listener stopped", "listener", "http", "err", err)
-		}
-	}()
-	return nil
-}
-
-// stopHTTP closes listen.http and waits for its goroutine; it is safe to call
-// more than once and without an HTTP listener.
-func (d *Daemon) stopHTTP() {
-	h := d.http
-	if h == nil {
-		return
-	}
-	h.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := h.srv.Shutdown(ctx); err != nil {
-			h.srv.Close()
-		}
-		<-h.done
-	})
+	return built{srv: srv, serve: srv.Serve, closeGrace: 2 * time.Second}, nil
 }
 
 func (d *Daemon) httpHandler() http.Handler {

@@ -23,16 +23,33 @@ func (d *Daemon) proxyProtocol(cfg *config.Config, ln net.Listener) net.Listener
 	return proxyproto.Listen(ln, proxyproto.Options{Trusted: pp.Trusted, Timeout: pp.Timeout.Std(), Logger: d.log})
 }
 
-// listenerSpecs lists the protocol listeners in start order.
+// listenerSpecs lists every listener in start order; Close stops them in
+// reverse order. The PROXY protocol (proxy: true) is applied in one place,
+// startListeners.
 func (d *Daemon) listenerSpecs() []listenerSpec {
 	return []listenerSpec{
-		{key: "imap", addr: func(c *config.Config) string { return c.Listen.IMAP }, build: buildIMAP},
-		{key: "imaps", addr: func(c *config.Config) string { return c.Listen.IMAPS }, implicit: true, build: buildIMAP},
-		{key: "submission", addr: func(c *config.Config) string { return c.Listen.Submission }, build: buildSMTP},
-		{key: "submissions", addr: func(c *config.Config) string { return c.Listen.Submissions }, implicit: true, build: buildSMTP},
-		{key: "ldap", addr: func(c *config.Config) string { return c.Listen.LDAP }, build: buildLDAP},
-		{key: "ldaps", addr: func(c *config.Config) string { return c.Listen.LDAPS }, implicit: true, build: buildLDAP},
+		{key: "auth_http", addr: func(c *config.Config) string { return c.Listen.AuthHTTP }, listen: listenAuthHTTP, build: buildAuthHTTP},
+		{key: "imap", addr: func(c *config.Config) string { return c.Listen.IMAP }, proxy: true, build: buildIMAP(false)},
+		{key: "imaps", addr: func(c *config.Config) string { return c.Listen.IMAPS }, proxy: true, build: buildIMAP(true)},
+		{key: "submission", addr: func(c *config.Config) string { return c.Listen.Submission }, proxy: true, build: buildSMTP(false)},
+		{key: "submissions", addr: func(c *config.Config) string { return c.Listen.Submissions }, proxy: true, build: buildSMTP(true)},
+		{key: "ldap", addr: func(c *config.Config) string { return c.Listen.LDAP }, proxy: true, build: buildLDAP(false)},
+		{key: "ldaps", addr: func(c *config.Config) string { return c.Listen.LDAPS }, proxy: true, build: buildLDAP(true)},
+		{key: "portal", addr: func(c *config.Config) string { return c.Listen.Portal }, build: buildPortal},
+		// operations: listen.http is started last and stopped first.
+		{key: "http", addr: func(c *config.Config) string { return c.Listen.HTTP }, build: buildHTTP},
 	}
+}
+
+// serveFunc picks Serve or, for implicit TLS, ServeTLS.
+func serveFunc(implicit bool, srv interface {
+	Serve(net.Listener) error
+	ServeTLS(net.Listener) error
+}) func(net.Listener) error {
+	if implicit {
+		return srv.ServeTLS
+	}
+	return srv.Serve
 }
 
 func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
@@ -44,12 +61,15 @@ func (d *Daemon) imapOptions(cfg *config.Config, ups *upstreams) imap.Options {
 		PassClientAddress: cfg.Upstream.IMAP.PassClientAddress}
 }
 
-func buildIMAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
-	if ups.IMAP == nil {
-		return nil, nil, errors.New("needs upstream.imap")
+func buildIMAP(implicit bool) func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+	return func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+		if ups.IMAP == nil {
+			return built{}, errors.New("needs upstream.imap")
+		}
+		srv := imap.NewServer(d.imapOptions(cfg, ups))
+		return built{srv: srv, serve: serveFunc(implicit, srv),
+			reconfigure: func(c *config.Config, u *upstreams) { srv.SetOptions(d.imapOptions(c, u)) }}, nil
 	}
-	srv := imap.NewServer(d.imapOptions(cfg, ups))
-	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.imapOptions(c, u)) }, nil
 }
 
 func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
@@ -62,12 +82,15 @@ func (d *Daemon) smtpOptions(cfg *config.Config, ups *upstreams) smtp.Options {
 		NoClientAddress: !cfg.Upstream.SMTP.PassesClientAddress()}
 }
 
-func buildSMTP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
-	if ups.SMTP == nil {
-		return nil, nil, errors.New("needs upstream.smtp")
+func buildSMTP(implicit bool) func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+	return func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+		if ups.SMTP == nil {
+			return built{}, errors.New("needs upstream.smtp")
+		}
+		srv := smtp.NewServer(d.smtpOptions(cfg, ups))
+		return built{srv: srv, serve: serveFunc(implicit, srv),
+			reconfigure: func(c *config.Config, u *upstreams) { srv.SetOptions(d.smtpOptions(c, u)) }}, nil
 	}
-	srv := smtp.NewServer(d.smtpOptions(cfg, ups))
-	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.smtpOptions(c, u)) }, nil
 }
 
 func (d *Daemon) ldapOptions(cfg *config.Config, ups *upstreams) ldap.Options {
@@ -79,12 +102,15 @@ func (d *Daemon) ldapOptions(cfg *config.Config, ups *upstreams) ldap.Options {
 		Authz: u.Authz, SearchBases: u.SearchBases, Attributes: u.Attributes}
 }
 
-func buildLDAP(d *Daemon, cfg *config.Config, ups *upstreams) (frontServer, func(*config.Config, *upstreams), error) {
-	if ups.LDAP == nil {
-		return nil, nil, errors.New("needs upstream.ldap")
+func buildLDAP(implicit bool) func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+	return func(d *Daemon, cfg *config.Config, ups *upstreams) (built, error) {
+		if ups.LDAP == nil {
+			return built{}, errors.New("needs upstream.ldap")
+		}
+		srv := ldap.NewServer(d.ldapOptions(cfg, ups))
+		return built{srv: srv, serve: serveFunc(implicit, srv),
+			reconfigure: func(c *config.Config, u *upstreams) { srv.SetOptions(d.ldapOptions(c, u)) }}, nil
 	}
-	srv := ldap.NewServer(d.ldapOptions(cfg, ups))
-	return srv, func(c *config.Config, u *upstreams) { srv.SetOptions(d.ldapOptions(c, u)) }, nil
 }
 
 // frontMetrics returns the daemon's metrics with the method set of
@@ -99,10 +125,4 @@ func (d *Daemon) frontMetrics() interface {
 		return nil
 	}
 	return d.metrics
-}
-
-// isClosed reports whether a Serve error only says the server was closed.
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
-		errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, ldap.ErrServerClosed)
 }

@@ -27,20 +27,20 @@
 //   - Serve after Shutdown or Close closes its listener and returns
 //     ErrServerClosed.
 //
-// # Porting a front-end
+// # A new protocol is a small file
 //
-// A protocol (IMAP, LDAP, a future POP3) keeps its Options, its dialogue and
-// its relay; what it gives the frame is one type per connection:
+// A protocol (IMAP, SMTP, LDAP today, POP3 tomorrow) keeps its Options,
+// its dialogue and its relay; what it gives the frame is one type per
+// connection:
 //
 //	type conn struct{ ... }
-//	func (c *conn) Serve(ctx context.Context) // the whole connection; returns when
-//	                                          // every goroutine it started has ended
+//	func (c *conn) Serve(ctx context.Context) // the whole connection
 //	func (c *conn) Kill(reason string)        // from any goroutine: say reason if the
 //	                                          // protocol can (BYE, 421, Notice of
 //	                                          // Disconnection), close both sides
 //	func (c *conn) Active() bool              // logged in: Shutdown lets it finish
 //
-// and its Server becomes a thin wrapper:
+// and its Server is a thin wrapper:
 //
 //	type Server struct{ fe *frontend.Server; opts atomic.Pointer[Options] }
 //	func NewServer(o Options) *Server { s := &Server{fe: frontend.New(o.Logger)}; ...}
@@ -51,11 +51,22 @@
 //	func (s *Server) Close() error                       { return s.fe.Close() }
 //
 // newConn must not block or do I/O (the accept loop runs it); everything
-// else, the connection limit included, belongs in Serve. A connection that
-// hands work to more goroutines (a relay's two copy loops) waits for them in
-// Serve. The protocol's ErrServerClosed is frontend.ErrServerClosed (declare
-// `var ErrServerClosed = frontend.ErrServerClosed`), so errors.Is works for
-// every front-end with one sentinel. proxy/smtp is the first port.
+// else, the connection limit included, belongs in Serve. Serve returns
+// when every goroutine it started has ended — unless the connection calls
+// Detach from Serve: the frame then keeps it tracked (killed by Shutdown
+// and Close, counted in the WaitGroup) until the release function Detach
+// returned is called, so a long idle session (the IMAP relay's two copy
+// loops) holds no goroutine of the frame's. A connection that wants a
+// context of its own before Serve derives it from Context.
+//
+// What the protocols share besides lives here too: ErrServerClosed (a
+// protocol declares `var ErrServerClosed = frontend.ErrServerClosed`, so
+// errors.Is works for every front-end with one sentinel), the Metrics
+// interface (`type Metrics = frontend.Metrics`) with OrNoMetrics and the
+// relay directions, and Or for an Options field whose zero value means its
+// default. The Authenticator each protocol asks stays declared where it is
+// used. internal/daemon runs the HTTP listeners (portal, listen.http,
+// listen.auth_http) under the same Serve/Shutdown/Close contract.
 package frontend
 
 import (
@@ -67,8 +78,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-
-	"github.com/legate-proxy/legate/internal/acceptor"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -105,8 +114,15 @@ type Server struct {
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
-	conns     map[Conn]struct{}
-	wg        sync.WaitGroup // Serve loops and connection goroutines
+	conns     map[Conn]*entry
+	wg        sync.WaitGroup // Serve loops and connections
+}
+
+// entry is a tracked connection's state.
+type entry struct {
+	// detached is set by Detach: the connection outlives its Serve and
+	// ends with the release function Detach returned.
+	detached bool
 }
 
 // New returns a server; log receives panics of connections (nil means
@@ -115,7 +131,7 @@ func New(log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, listeners: make(map[net.Listener]struct{}), conns: make(map[Conn]struct{})}
+	s := &Server{log: log, listeners: make(map[net.Listener]struct{}), conns: make(map[Conn]*entry)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -144,27 +160,50 @@ func (s *Server) Serve(ln net.Listener, newConn func(net.Conn) Conn) error {
 		s.mu.Unlock()
 		ln.Close()
 	}()
-	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
+	return acceptLoop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
 		c := newConn(nc)
-		if !s.track(c) {
+		e := s.track(c)
+		if e == nil {
 			nc.Close()
 			return false
 		}
-		go s.run(c)
+		go s.run(c, e)
 		return true
 	})
 }
 
 // run is a connection's goroutine.
-func (s *Server) run(c Conn) {
-	defer s.untrack(c)
+func (s *Server) run(c Conn, e *entry) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic serving connection", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			c.Kill("Internal error")
 		}
+		s.mu.Lock()
+		detached := e.detached
+		s.mu.Unlock()
+		if !detached {
+			s.untrack(c)
+		}
 	}()
 	c.Serve(s.ctx)
+}
+
+// Detach lets c, from its own Serve, outlive Serve: the frame keeps it
+// tracked (Shutdown and Close still kill it and wait for it) until release
+// is called, once, when every goroutine it handed its work to has ended.
+// A long-lived session (an IMAP relay) thus needs no goroutine of the
+// frame's while it idles.
+func (s *Server) Detach(c Conn) (release func()) {
+	s.mu.Lock()
+	e := s.conns[c]
+	if e == nil {
+		s.mu.Unlock()
+		panic("frontend: Detach of a connection that is not being served")
+	}
+	e.detached = true
+	s.mu.Unlock()
+	return func() { s.untrack(c) }
 }
 
 func (s *Server) isClosing() bool {
@@ -173,16 +212,17 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// track registers c; false when the server is closing.
-func (s *Server) track(c Conn) bool {
+// track registers c; nil when the server is closing.
+func (s *Server) track(c Conn) *entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return nil
 	}
-	s.conns[c] = struct{}{}
+	e := &entry{}
+	s.conns[c] = e
 	s.wg.Add(1)
-	return true
+	return e
 }
 
 func (s *Server) untrack(c Conn) {

@@ -307,3 +307,69 @@ func TestServeCountedInWaitGroup(t *testing.T) {
 	}
 	waitFor(t, returned.Load)
 }
+
+// detachedConn hands its work to a goroutine of its own and returns from
+// Serve at once, as the IMAP relay does.
+type detachedConn struct {
+	testConn
+	srv      *Server
+	released chan struct{}
+}
+
+func (c *detachedConn) Serve(ctx context.Context) {
+	release := c.srv.Detach(c)
+	go func() {
+		defer close(c.released)
+		defer release()
+		c.testConn.Serve(ctx)
+	}()
+}
+
+func TestDetachedConnectionTrackedUntilRelease(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(nil)
+	conns := make(chan *detachedConn, 1)
+	serveErr := make(chan error, 1)
+	go func() {
+		serveErr <- srv.Serve(ln, func(nc net.Conn) Conn {
+			c := &detachedConn{testConn: testConn{nc: nc, killed: make(chan struct{})}, srv: srv, released: make(chan struct{})}
+			c.active.Store(true)
+			conns <- c
+			return c
+		})
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c := <-conns
+	time.Sleep(50 * time.Millisecond) // Serve has returned by now
+	if n := srv.Len(); n != 1 {
+		t.Fatalf("live connections after a detached Serve returned: got %d, want 1", n)
+	}
+	// Shutdown waits for the detached, active connection, and kills it
+	// when its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: got %v, want DeadlineExceeded (it must wait for the detached connection)", err)
+	}
+	if got := c.reason(); got != ReasonShutdown {
+		t.Errorf("kill reason: got %q, want %q", got, ReasonShutdown)
+	}
+	select {
+	case <-c.released:
+	default:
+		t.Errorf("Shutdown returned before the detached connection's goroutine released it")
+	}
+	if n := srv.Len(); n != 0 {
+		t.Errorf("live connections after Shutdown: got %d, want 0", n)
+	}
+	if err := <-serveErr; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve: got %v, want ErrServerClosed", err)
+	}
+}

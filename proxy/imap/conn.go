@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,17 +84,16 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 	}
 	c.base = o.logger().With("proto", "imap", "ip", c.ip.String())
 	c.log = c.base
-	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.ctx, c.cancel = context.WithCancel(s.fe.Context())
 	return c
 }
 
-// serve runs the connection: the pre-auth dialogue, then (once logged in)
-// it hands the session to the relay goroutines and returns.
-func (c *conn) serve() {
+// Serve runs the connection: the pre-auth dialogue, then (once logged in)
+// it hands the session to the relay goroutines and returns. Its context is
+// the one newConn derived from the frame's root context. A panic is the
+// frame's to log.
+func (c *conn) Serve(context.Context) {
 	defer func() {
-		if r := recover(); r != nil {
-			c.logger().Error("panic in connection", "panic", r, "stack", string(debug.Stack()))
-		}
 		if !c.handedOff {
 			c.end()
 		}

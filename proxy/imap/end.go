@@ -27,9 +27,9 @@ func (c *conn) farewell(msg string) {
 	}
 }
 
-// kill ends the connection from another goroutine (revocation, shutdown):
+// Kill ends the connection from another goroutine (revocation, shutdown):
 // it says BYE with a short deadline and closes both connections.
-func (c *conn) kill(msg string) {
+func (c *conn) Kill(msg string) {
 	if c.killed.Swap(true) {
 		return
 	}
@@ -58,7 +58,6 @@ func (c *conn) end() {
 	if c.release != nil {
 		c.release()
 	}
-	c.srv.untrack(c)
 }
 
 // logger returns the connection's logger: the pre-auth one while it
@@ -75,14 +74,12 @@ func (c *conn) logger() *slog.Logger {
 	return l
 }
 
-// shutdownPreauth kills the connection if it is not relaying yet.
-func (c *conn) shutdownPreauth() {
+// Active reports whether the connection is relaying a session: Shutdown
+// lets it finish and says BYE to the others.
+func (c *conn) Active() bool {
 	c.mu.Lock()
-	pre := c.state == statePreauth
-	c.mu.Unlock()
-	if pre {
-		c.kill("Server shutting down")
-	}
+	defer c.mu.Unlock()
+	return c.state == stateRelay
 }
 
 func (c *conn) closeConns() {

@@ -13,6 +13,14 @@ import (
 	"github.com/legate-proxy/legate/policy"
 )
 
+// Authenticator is the login service (implemented by *auth.Service).
+type Authenticator interface {
+	Login(ctx context.Context, req auth.Request) auth.Result
+	CredentialsAccepted(tls bool, ip netip.Addr) bool
+}
+
+var _ Authenticator = (*auth.Service)(nil)
+
 // Answers to refused logins (SPEC §4).
 const (
 	ansBadCredentials = "NO [AUTHENTICATIONFAILED] Authentication failed"

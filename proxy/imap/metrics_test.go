@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/legate-proxy/legate/internal/frontend"
 )
 
 // fakeMetrics records what the front-end reports.
@@ -57,7 +59,7 @@ func (m *fakeMetrics) snapshot() (up, down, connects, errors int, protos []strin
 	for p := range m.protos {
 		protos = append(protos, p)
 	}
-	return m.bytes[dirToUpstream], m.bytes[dirToClient], m.connects, m.errors, protos
+	return m.bytes[frontend.DirToUpstream], m.bytes[frontend.DirToClient], m.connects, m.errors, protos
 }
 
 var _ Metrics = (*fakeMetrics)(nil)

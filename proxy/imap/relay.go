@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/auth"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -49,8 +50,10 @@ type relay struct {
 	c        *conn
 	user, id string
 	done     func() // unregisters the session
-	start    time.Time
-	last     atomic.Int64 // unix nanoseconds of the last traffic either way
+	// release tells the frame the connection has ended (frontend.Detach).
+	release func()
+	start   time.Time
+	last    atomic.Int64 // unix nanoseconds of the last traffic either way
 	// clientLast says the client sent the last bytes relayed (it may be
 	// waiting for answers); the upstream's bytes clear it.
 	clientLast atomic.Bool
@@ -78,7 +81,7 @@ func (c *conn) register(res auth.Result) (id string, done func()) {
 	}
 	return reg.Register(session.Info{
 		User: res.User.Name, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
-	}, func() { c.kill("Session revoked") })
+	}, func() { c.Kill("Session revoked") })
 }
 
 // confirm re-decides the registered session once its upstream is up.
@@ -88,7 +91,8 @@ func (c *conn) confirm(id string) bool {
 }
 
 // session answers the client's login and hands the registered session to
-// two relay goroutines. The connection goroutine returns afterwards.
+// two relay goroutines. The connection goroutine returns afterwards; the
+// frame keeps the connection tracked until the last relay goroutine ends.
 func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin, id string, done func()) {
 	var apID string
 	if res.AppPassword != nil {
@@ -120,6 +124,7 @@ func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin, id string
 	c.cancelPreauth()
 	c.preauth = nil
 	c.handedOff = true
+	r.release = c.srv.fe.Detach(c)
 	r.start = time.Now()
 	r.touch()
 	r.left.Store(2)
@@ -148,9 +153,9 @@ func (r *relay) count(toClient bool, n int) {
 	if n <= 0 {
 		return
 	}
-	dir := dirToUpstream
+	dir := frontend.DirToUpstream
 	if toClient {
-		dir = dirToClient
+		dir = frontend.DirToClient
 	}
 	r.c.opts.metrics().RelayedBytes(policy.IMAP, dir, n)
 }
@@ -229,6 +234,7 @@ func (r *relay) exit(toClient bool, n int64, halfClosed bool) {
 	r.c.logger().Info("session ended", "user", r.user, "session", r.id,
 		"duration", time.Since(r.start).Round(time.Millisecond), "bytes_in", r.nUp, "bytes_out", r.nDown)
 	r.c.end()
+	r.release()
 }
 
 // pump copies src to dst until either fails or the session is idle too

@@ -6,6 +6,8 @@
 // credential (SASL PLAIN with authzid, or LOGIN user*master) and relays bytes
 // both ways unchanged, so every upstream extension (IDLE, COMPRESS,
 // CONDSTORE, QRESYNC, ...) works untouched.
+//
+// Listeners and connection tracking are internal/frontend's.
 package imap
 
 import (
@@ -14,49 +16,23 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/acceptor"
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
 
-// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
-var ErrServerClosed = errors.New("imap: server closed")
-
-// Authenticator is the login service (implemented by *auth.Service).
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
-}
-
-var _ Authenticator = (*auth.Service)(nil)
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close;
+// it is the one sentinel of every front-end (internal/frontend).
+var ErrServerClosed = frontend.ErrServerClosed
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
-type Metrics interface {
-	RelayedBytes(proto, dir string, n int)
-	UpstreamError(proto string)
-	UpstreamConnect(proto string, d time.Duration)
-}
-
-// Relay directions passed to Metrics.RelayedBytes.
-const (
-	dirToUpstream = "to_upstream"
-	dirToClient   = "to_client"
-)
-
-// noMetrics is the Metrics used when Options.Metrics is nil.
-type noMetrics struct{}
-
-func (noMetrics) RelayedBytes(string, string, int)      {}
-func (noMetrics) UpstreamError(string)                  {}
-func (noMetrics) UpstreamConnect(string, time.Duration) {}
+type Metrics = frontend.Metrics
 
 // Options configure a Server. The zero value of each field works as
 // documented; Auth and Upstream are needed for logins to succeed.
@@ -107,22 +83,18 @@ type Options struct {
 	drainQuiet, drainMax time.Duration
 }
 
-func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
-func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 30*time.Minute) }
-func (o *Options) maxLine() int                  { return orInt(o.MaxLineLength, 8192) }
-func (o *Options) maxLiteral() int               { return orInt(o.MaxLiteralSize, 8192) }
-func (o *Options) maxBad() int                   { return orInt(o.MaxBadCommands, 10) }
+func (o *Options) preauthTimeout() time.Duration {
+	return frontend.Or(o.PreauthTimeout, 60*time.Second)
+}
+func (o *Options) idleTimeout() time.Duration { return frontend.Or(o.IdleTimeout, 30*time.Minute) }
+func (o *Options) maxLine() int               { return frontend.Or(o.MaxLineLength, 8192) }
+func (o *Options) maxLiteral() int            { return frontend.Or(o.MaxLiteralSize, 8192) }
+func (o *Options) maxBad() int                { return frontend.Or(o.MaxBadCommands, 10) }
 func (o *Options) drainQuietOrDefault() time.Duration {
-	return orDur(o.drainQuiet, 5*time.Second)
+	return frontend.Or(o.drainQuiet, 5*time.Second)
 }
-func (o *Options) drainMaxOrDefault() time.Duration { return orDur(o.drainMax, drainTimeout) }
-
-func (o *Options) metrics() Metrics {
-	if o.Metrics != nil {
-		return o.Metrics
-	}
-	return noMetrics{}
-}
+func (o *Options) drainMaxOrDefault() time.Duration { return frontend.Or(o.drainMax, drainTimeout) }
+func (o *Options) metrics() Metrics                 { return frontend.OrNoMetrics(o.Metrics) }
 
 func (o *Options) logger() *slog.Logger {
 	if o.Logger != nil {
@@ -131,44 +103,16 @@ func (o *Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func orDur(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-func orInt(n, def int) int {
-	if n > 0 {
-		return n
-	}
-	return def
-}
-
 // Server is the IMAP front-end. Create it with NewServer.
 type Server struct {
+	fe   *frontend.Server
 	opts atomic.Pointer[Options]
-
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup // Serve loops and connection goroutines
-
 	bufs *sync.Pool // big relay buffers
 }
 
 // NewServer returns a server with the given options.
 func NewServer(opts Options) *Server {
-	s := &Server{
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
-		bufs:      newBufPool(),
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := &Server{fe: frontend.New(opts.Logger), bufs: newBufPool()}
 	s.SetOptions(opts)
 	return s
 }
@@ -177,126 +121,28 @@ func NewServer(opts Options) *Server {
 func (s *Server) SetOptions(o Options) { s.opts.Store(&o) }
 
 // Serve accepts plaintext connections on ln (STARTTLS is offered when
-// Options.TLS is set). It returns ErrServerClosed after Shutdown or Close.
+// Options.TLS is set) until Shutdown or Close, then returns
+// ErrServerClosed. The contract is internal/frontend's.
 func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
 
 // ServeTLS accepts implicit-TLS connections on ln with Options.TLS.
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.opts.Load().TLS == nil {
+		ln.Close()
 		return errors.New("imap: ServeTLS without a TLS config")
 	}
 	return s.serve(ln, true)
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	return acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
-		c := s.newConn(nc, implicitTLS)
-		if !s.track(c) {
-			nc.Close()
-			return false
-		}
-		go c.serve()
-		return true
-	})
+	return s.fe.Serve(ln, func(nc net.Conn) frontend.Conn { return s.newConn(nc, implicitTLS) })
 }
 
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-// track registers a connection; false when the server is closing.
-func (s *Server) track(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-// stopAccepting closes the listeners and marks the server closing; it
-// returns the connections live at that moment.
-func (s *Server) stopAccepting() []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	out := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
-	}
-	return out
-}
-
-// Shutdown stops accepting, closes connections that are not logged in yet,
-// waits for relayed sessions to end until ctx is done, then closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
-	for _, c := range s.stopAccepting() {
-		c.shutdownPreauth()
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-	}
-	s.closeAll()
-	<-done
-	return ctx.Err()
-}
+// Shutdown stops accepting, closes connections that are not logged in yet
+// (BYE), waits for relayed sessions to end until ctx is done, then closes
+// them and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error { return s.fe.Shutdown(ctx) }
 
 // Close closes listeners and every connection at once and waits for their
-// goroutines.
-func (s *Server) Close() error {
-	s.stopAccepting()
-	s.closeAll()
-	s.wg.Wait()
-	return nil
-}
-
-func (s *Server) closeAll() {
-	s.cancel()
-	s.mu.Lock()
-	cs := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		cs = append(cs, c)
-	}
-	s.mu.Unlock()
-	for _, c := range cs {
-		c.kill("Server shutting down")
-	}
-}
+// goroutines. A second Close returns nil.
+func (s *Server) Close() error { return s.fe.Close() }

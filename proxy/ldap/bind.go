@@ -1,11 +1,21 @@
 package ldap
 
 import (
+	"context"
+	"net/netip"
 	"strings"
 
 	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 )
+
+// Authenticator is the login service (implemented by *auth.Service).
+type Authenticator interface {
+	Login(ctx context.Context, req auth.Request) auth.Result
+	CredentialsAccepted(tls bool, ip netip.Addr) bool
+}
+
+var _ Authenticator = (*auth.Service)(nil)
 
 // bind handles a BindRequest (RFC 4511 §4.2, RFC 4513 §5.1). Only simple
 // binds with a name and a password can open a session; an anonymous bind

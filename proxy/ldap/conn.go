@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
 
@@ -71,7 +71,7 @@ func newClientConn(s *Server, nc net.Conn, implicitTLS bool) *clientConn {
 		ops: make(map[int64]*op),
 	}
 	c.log = o.logger().With("proto", "ldap", "ip", c.ip.String())
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ctx, c.cancel = context.WithCancel(s.fe.Context())
 	return c
 }
 
@@ -81,22 +81,24 @@ func (c *clientConn) conn() net.Conn {
 	return c.nc
 }
 
+// Kill ends the connection from another goroutine (shutdown) with a
+// Notice of Disconnection saying reason.
+func (c *clientConn) Kill(reason string) { c.kill(resultUnavailable, reason) }
+
+// Active reports whether the connection is bound: Shutdown lets it finish.
+func (c *clientConn) Active() bool { return c.isBound() }
+
 func (c *clientConn) isBound() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.user != nil
 }
 
-// serve runs the connection until the client leaves, an error, or a kill.
-func (c *clientConn) serve() {
-	defer c.srv.untrack(c)
+// Serve runs the connection until the client leaves, an error, or a kill.
+// Its context is the one newClientConn derived from the frame's root
+// context. A panic is the frame's to log (it then calls Kill).
+func (c *clientConn) Serve(context.Context) {
 	defer c.cancel()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("ldap connection panic", "panic", fmt.Sprint(r))
-			c.kill(resultUnavailable, "internal error")
-		}
-	}()
 	if l := c.opts.Limiter; l != nil {
 		release, ok := l.Acquire(c.ip)
 		if !ok {
@@ -350,7 +352,7 @@ func (c *clientConn) deliver(o *op, m *message, final bool) {
 	}
 	b := envelope(o.clientID, body, ctls...)
 	if c.queue(b) {
-		c.opts.metrics().RelayedBytes(policy.LDAP, dirToClient, len(b))
+		c.opts.metrics().RelayedBytes(policy.LDAP, frontend.DirToClient, len(b))
 	}
 }
 

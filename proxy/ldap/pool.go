@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -299,7 +300,7 @@ func (u *upConn) send(o *op, opb []byte, ctls ...[]byte) error {
 		}
 		return nil // fail() already answered it
 	}
-	o.client.opts.metrics().RelayedBytes(policy.LDAP, dirToUpstream, len(b))
+	o.client.opts.metrics().RelayedBytes(policy.LDAP, frontend.DirToUpstream, len(b))
 	return nil
 }
 

@@ -6,49 +6,22 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/acceptor"
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
 
-// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
-var ErrServerClosed = errors.New("ldap: server closed")
-
-// Authenticator is the login service (implemented by *auth.Service).
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
-}
-
-var _ Authenticator = (*auth.Service)(nil)
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close;
+// it is the one sentinel of every front-end (internal/frontend).
+var ErrServerClosed = frontend.ErrServerClosed
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
-type Metrics interface {
-	RelayedBytes(proto, dir string, n int)
-	UpstreamError(proto string)
-	UpstreamConnect(proto string, d time.Duration)
-}
-
-// Relay directions passed to Metrics.RelayedBytes.
-const (
-	dirToUpstream = "to_upstream"
-	dirToClient   = "to_client"
-)
-
-// noMetrics is the Metrics used when Options.Metrics is nil.
-type noMetrics struct{}
-
-func (noMetrics) RelayedBytes(string, string, int)      {}
-func (noMetrics) UpstreamError(string)                  {}
-func (noMetrics) UpstreamConnect(string, time.Duration) {}
+type Metrics = frontend.Metrics
 
 // Authorization modes (upstream.ldap.authz).
 const (
@@ -119,14 +92,16 @@ type Options struct {
 	Metrics Metrics
 }
 
-func (o *Options) preauthTimeout() time.Duration { return orDur(o.PreauthTimeout, 60*time.Second) }
-func (o *Options) idleTimeout() time.Duration    { return orDur(o.IdleTimeout, 30*time.Minute) }
-func (o *Options) writeTimeout() time.Duration   { return orDur(o.WriteTimeout, 30*time.Second) }
-func (o *Options) maxPDU() int                   { return orInt(o.MaxPDUSize, 1<<20) }
-func (o *Options) maxQueued() int                { return max(orInt(o.MaxQueuedBytes, 4<<20), 2*o.maxPDU()) }
-func (o *Options) poolSize() int                 { return orInt(o.PoolSize, 8) }
-func (o *Options) maxOutstanding() int           { return orInt(o.MaxOutstanding, 64) }
-func (o *Options) serviceMode() bool             { return o.Authz == AuthzService }
+func (o *Options) preauthTimeout() time.Duration {
+	return frontend.Or(o.PreauthTimeout, 60*time.Second)
+}
+func (o *Options) idleTimeout() time.Duration  { return frontend.Or(o.IdleTimeout, 30*time.Minute) }
+func (o *Options) writeTimeout() time.Duration { return frontend.Or(o.WriteTimeout, 30*time.Second) }
+func (o *Options) maxPDU() int                 { return frontend.Or(o.MaxPDUSize, 1<<20) }
+func (o *Options) maxQueued() int              { return max(frontend.Or(o.MaxQueuedBytes, 4<<20), 2*o.maxPDU()) }
+func (o *Options) poolSize() int               { return frontend.Or(o.PoolSize, 8) }
+func (o *Options) maxOutstanding() int         { return frontend.Or(o.MaxOutstanding, 64) }
+func (o *Options) serviceMode() bool           { return o.Authz == AuthzService }
 
 func (o *Options) ioTimeout() time.Duration {
 	if o.Upstream != nil {
@@ -135,12 +110,7 @@ func (o *Options) ioTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-func (o *Options) metrics() Metrics {
-	if o.Metrics != nil {
-		return o.Metrics
-	}
-	return noMetrics{}
-}
+func (o *Options) metrics() Metrics { return frontend.OrNoMetrics(o.Metrics) }
 
 func (o *Options) logger() *slog.Logger {
 	if o.Logger != nil {
@@ -149,35 +119,16 @@ func (o *Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func orDur(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-func orInt(n, def int) int {
-	if n > 0 {
-		return n
-	}
-	return def
-}
-
 // Server is the LDAP front-end. Create it with NewServer.
 type Server struct {
+	fe   *frontend.Server
 	opts atomic.Pointer[Options]
 	pool *pool
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
-	wg        sync.WaitGroup // Serve loops and connection goroutines
 }
 
 // NewServer returns a server with the given options.
 func NewServer(opts Options) *Server {
-	s := &Server{listeners: make(map[net.Listener]struct{}), conns: make(map[*clientConn]struct{})}
+	s := &Server{fe: frontend.New(opts.Logger)}
 	s.pool = &pool{opts: s.opts.Load}
 	s.SetOptions(opts)
 	return s
@@ -188,126 +139,36 @@ func NewServer(opts Options) *Server {
 func (s *Server) SetOptions(o Options) { s.opts.Store(&o) }
 
 // Serve accepts plaintext connections on ln (StartTLS is offered when
-// Options.TLS is set). It returns ErrServerClosed after Shutdown or Close.
+// Options.TLS is set) until Shutdown or Close, then returns
+// ErrServerClosed. The contract is internal/frontend's.
 func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
 
 // ServeTLS accepts implicit-TLS (LDAPS) connections on ln with Options.TLS.
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.opts.Load().TLS == nil {
+		ln.Close()
 		return errors.New("ldap: ServeTLS without a TLS config")
 	}
 	return s.serve(ln, true)
 }
 
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	return s.fe.Serve(ln, func(nc net.Conn) frontend.Conn { return newClientConn(s, nc, implicitTLS) })
+}
 
-	err := acceptor.Loop(ln, s.isClosing, ErrServerClosed, func(nc net.Conn) bool {
-		c := newClientConn(s, nc, implicitTLS)
-		if !s.track(c) {
-			nc.Close()
-			return false
-		}
-		go c.serve()
-		return true
-	})
-	if err != ErrServerClosed {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}
+// Shutdown stops accepting, closes connections that are not bound (with a
+// Notice of Disconnection), waits for bound sessions to end until ctx is
+// done, then closes them; last it closes the upstream pool.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.fe.Shutdown(ctx)
+	s.pool.close()
 	return err
 }
 
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-func (s *Server) track(c *clientConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c *clientConn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-// stopListening closes the listeners and marks the server closing.
-func (s *Server) stopListening() {
-	s.mu.Lock()
-	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-		delete(s.listeners, ln)
-	}
-	s.mu.Unlock()
-}
-
-func (s *Server) snapshot() []*clientConn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*clientConn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
-	}
-	return out
-}
-
-// Shutdown stops accepting, closes connections that are not bound, waits
-// for bound sessions to end until ctx is done, then closes them (with a
-// Notice of Disconnection) and the upstream pool.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopListening()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, c := range s.snapshot() {
-			if !c.isBound() {
-				c.kill(resultUnavailable, "server shutting down")
-			}
-		}
-		select {
-		case <-done:
-			s.pool.close()
-			return nil
-		case <-ctx.Done():
-			s.Close()
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
 // Close closes the listeners, every connection and the upstream pool, and
-// waits for their goroutines.
+// waits for their goroutines. A second Close returns nil.
 func (s *Server) Close() error {
-	s.stopListening()
-	for _, c := range s.snapshot() {
-		c.kill(resultUnavailable, "server shutting down")
-	}
-	s.wg.Wait()
+	err := s.fe.Close()
 	s.pool.close()
-	return nil
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
 
@@ -65,7 +66,7 @@ func (c *conn) cmdBdat(arg string) (*reply, bool) {
 			c.tx = nil
 			return refuse(r)
 		}
-		t := newDotCopier(orInt(o.MaxLineLength, DefaultMaxLineLength), orInt(o.MaxMessageBytes, DefaultMaxMessageBytes))
+		t := newDotCopier(frontend.Or(o.MaxLineLength, DefaultMaxLineLength), frontend.Or(o.MaxMessageBytes, DefaultMaxMessageBytes))
 		t.unstuffed = true
 		b := c.srv.dataBufs()
 		c.bdat = &bdatState{t: t, bufs: b, out: b.out[:0]}
@@ -104,7 +105,7 @@ func (c *conn) cmdBdat(arg string) (*reply, bool) {
 	if err != nil {
 		return c.upstreamFailed(err, replyUpstreamLost), false
 	}
-	up.dc.timeout.Store(int64(orDur(o.SubmissionTimeout, DefaultSubmissionTimeout)))
+	up.dc.timeout.Store(int64(frontend.Or(o.SubmissionTimeout, DefaultSubmissionTimeout)))
 	r, err := up.readReply()
 	up.dc.timeout.Store(int64(o.Upstream.IOTimeoutOrDefault()))
 	if err != nil {
@@ -182,7 +183,7 @@ func (c *conn) recordBdat() {
 		return
 	}
 	c.bdat = nil
-	c.opts.metrics().RelayedBytes(policy.SMTP, dirToUpstream, int(bd.t.n))
+	c.opts.metrics().RelayedBytes(policy.SMTP, frontend.DirToUpstream, int(bd.t.n))
 	if bd.t.bare > 0 {
 		c.log.Info("bare CR or LF in BDAT normalised to CRLF", "user", c.user.Name, "session", c.regID, "count", bd.t.bare)
 	}

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+
+	"github.com/legate-proxy/legate/internal/frontend"
 )
 
 // maxBadCommands is how many unrecognised commands a connection may send;
@@ -26,7 +28,7 @@ func (c *conn) handle(line string) (*reply, bool) {
 	}
 	if !c.authenticated.Load() {
 		c.preauth++
-		if c.preauth > orInt(c.opts.MaxPreauthCommands, DefaultMaxPreauthCommands) {
+		if c.preauth > frontend.Or(c.opts.MaxPreauthCommands, DefaultMaxPreauthCommands) {
 			c.log.Warn("too many commands before authentication", "count", c.preauth)
 			return replyTooManyPre, true
 		}
@@ -85,7 +87,7 @@ func (c *conn) cmdHello(ehlo bool, arg string) *reply {
 		return newReply(250, "", domain)
 	}
 	lines := []string{domain + " Hello " + arg, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
-		"SMTPUTF8", "DSN", "CHUNKING", fmt.Sprintf("SIZE %d", orInt(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))}
+		"SMTPUTF8", "DSN", "CHUNKING", fmt.Sprintf("SIZE %d", frontend.Or(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))}
 	if !c.tls && c.opts.TLS != nil {
 		lines = append(lines, "STARTTLS")
 	}

@@ -142,8 +142,8 @@ func (c *conn) Serve(context.Context) {
 	}
 	defer c.end()
 
-	c.ic = newIdleConn(c.raw, time.Now().Add(orDur(o.PreauthTimeout, DefaultPreauthTimeout)),
-		orDur(o.IdleTimeout, DefaultIdleTimeout), orDur(o.WriteTimeout, DefaultWriteTimeout))
+	c.ic = newIdleConn(c.raw, time.Now().Add(frontend.Or(o.PreauthTimeout, DefaultPreauthTimeout)),
+		frontend.Or(o.IdleTimeout, DefaultIdleTimeout), frontend.Or(o.WriteTimeout, DefaultWriteTimeout))
 	var nc net.Conn = c.ic
 	if c.implicitTLS {
 		tc := tls.Server(c.ic, o.TLS)
@@ -210,7 +210,7 @@ func (c *conn) readLine() (string, error) {
 	c.wmu.Lock()
 	c.waiting = false
 	c.wmu.Unlock()
-	if errors.Is(err, bufio.ErrBufferFull) || len(b) > orInt(c.opts.MaxLineLength, DefaultMaxLineLength)+2 {
+	if errors.Is(err, bufio.ErrBufferFull) || len(b) > frontend.Or(c.opts.MaxLineLength, DefaultMaxLineLength)+2 {
 		return "", errLineTooLong
 	}
 	if err != nil {

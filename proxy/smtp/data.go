@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
 
@@ -229,7 +230,7 @@ func (c *conn) cmdData(arg string) (*reply, bool) {
 	o := c.opts
 	bufs := c.srv.dataBufs()
 	defer c.srv.bufs.Put(bufs)
-	t := newDotCopier(orInt(o.MaxLineLength, DefaultMaxLineLength), orInt(o.MaxMessageBytes, DefaultMaxMessageBytes))
+	t := newDotCopier(frontend.Or(o.MaxLineLength, DefaultMaxLineLength), frontend.Or(o.MaxMessageBytes, DefaultMaxMessageBytes))
 	var upErr error
 	out, res, rerr := c.copyData(t, bufs.out[:0], func(b []byte) {
 		if upErr == nil {
@@ -238,7 +239,7 @@ func (c *conn) cmdData(arg string) (*reply, bool) {
 	})
 	// Counted once per message (decoded bytes), also when it is then
 	// aborted.
-	o.metrics().RelayedBytes(policy.SMTP, dirToUpstream, int(t.n))
+	o.metrics().RelayedBytes(policy.SMTP, frontend.DirToUpstream, int(t.n))
 	if t.bare > 0 {
 		c.log.Info("bare CR or LF in DATA normalised to CRLF", "user", c.user.Name, "session", c.regID, "count", t.bare)
 	}
@@ -263,7 +264,7 @@ func (c *conn) cmdData(arg string) (*reply, bool) {
 	if _, err := up.nc.Write(out); err != nil {
 		return c.upstreamFailed(err, replyUpstreamLost), false
 	}
-	up.dc.timeout.Store(int64(orDur(o.SubmissionTimeout, DefaultSubmissionTimeout)))
+	up.dc.timeout.Store(int64(frontend.Or(o.SubmissionTimeout, DefaultSubmissionTimeout)))
 	r, err = up.readReply()
 	up.dc.timeout.Store(int64(o.Upstream.IOTimeoutOrDefault()))
 	if err != nil {

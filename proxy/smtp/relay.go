@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -122,7 +123,7 @@ func (c *conn) cmdMail(arg string) *reply {
 	if !ok {
 		return newReply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
 	}
-	from, null, p, r := parseMail(rest, orInt(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))
+	from, null, p, r := parseMail(rest, frontend.Or(c.opts.MaxMessageBytes, DefaultMaxMessageBytes))
 	if r != nil {
 		return r
 	}
@@ -176,7 +177,7 @@ func (c *conn) cmdRcpt(arg string) *reply {
 	if r != nil {
 		return r
 	}
-	max := orInt(c.opts.MaxRecipients, DefaultMaxRecipients)
+	max := frontend.Or(c.opts.MaxRecipients, DefaultMaxRecipients)
 	c.tx.attempts++
 	if c.tx.rcpts >= max || c.tx.attempts > 2*max {
 		return replyTooManyRcpt

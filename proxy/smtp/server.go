@@ -56,22 +56,7 @@ var _ Authenticator = (*auth.Service)(nil)
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
-type Metrics interface {
-	RelayedBytes(proto, dir string, n int)
-	UpstreamError(proto string)
-	UpstreamConnect(proto string, d time.Duration)
-}
-
-// dirToUpstream is the relay direction of DATA bytes for
-// Metrics.RelayedBytes.
-const dirToUpstream = "to_upstream"
-
-// noMetrics is the Metrics used when Options.Metrics is nil.
-type noMetrics struct{}
-
-func (noMetrics) RelayedBytes(string, string, int)      {}
-func (noMetrics) UpstreamError(string)                  {}
-func (noMetrics) UpstreamConnect(string, time.Duration) {}
+type Metrics = frontend.Metrics
 
 // Defaults of the Options fields.
 const (
@@ -154,26 +139,7 @@ func (o *Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (o *Options) metrics() Metrics {
-	if o.Metrics != nil {
-		return o.Metrics
-	}
-	return noMetrics{}
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-func orInt[T int | int64](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
+func (o *Options) metrics() Metrics { return frontend.OrNoMetrics(o.Metrics) }
 
 // Server is the SMTP submission front-end. Create it with NewServer.
 type Server struct {

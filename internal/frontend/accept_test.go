@@ -1,4 +1,4 @@
-package acceptor
+package frontend
 
 import (
 	"errors"
@@ -23,7 +23,7 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
-func TestLoop(t *testing.T) {
+func TestAcceptLoop(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestLoop(t *testing.T) {
 	var handled atomic.Int32
 	done := make(chan error, 1)
 	go func() {
-		done <- Loop(fl, func() bool { return false }, errClosed, func(c net.Conn) bool {
+		done <- acceptLoop(fl, func() bool { return false }, errClosed, func(c net.Conn) bool {
 			c.Close()
 			return handled.Add(1) < 2 // stop after the second connection
 		})
@@ -54,7 +54,7 @@ func TestLoop(t *testing.T) {
 	}
 }
 
-func TestLoopStops(t *testing.T) {
+func TestAcceptLoopStops(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,9 @@ func TestLoopStops(t *testing.T) {
 	errClosed := errors.New("closed")
 	var closing atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- Loop(ln, closing.Load, errClosed, func(c net.Conn) bool { c.Close(); return true }) }()
+	go func() {
+		done <- acceptLoop(ln, closing.Load, errClosed, func(c net.Conn) bool { c.Close(); return true })
+	}()
 	closing.Store(true)
 	ln.Close()
 	if err := <-done; err != errClosed {
@@ -70,7 +72,7 @@ func TestLoopStops(t *testing.T) {
 	}
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	ln2.Close()
-	if err := Loop(ln2, func() bool { return false }, errClosed, nil); err == nil || err == errClosed {
+	if err := acceptLoop(ln2, func() bool { return false }, errClosed, nil); err == nil || err == errClosed {
 		t.Errorf("Loop on a dead listener: got %v, want the Accept error", err)
 	}
 }

@@ -1,7 +1,8 @@
-// Package acceptor is the accept loop every front-end shares: it backs off on
-// temporary errors (out of file descriptors, timeouts) instead of spinning or
-// giving up, and stops when its server closes.
-package acceptor
+package frontend
+
+// The accept loop (formerly internal/acceptor): it backs off on temporary
+// errors (out of file descriptors, timeouts) instead of spinning or giving
+// up, and stops when its server closes.
 
 import (
 	"errors"
@@ -10,12 +11,12 @@ import (
 	"time"
 )
 
-// Loop accepts connections from ln and hands each to handle, until Accept
+// acceptLoop accepts connections from ln and hands each to handle, until Accept
 // fails for good. closing reports whether the server is shutting down; the
 // loop then returns closedErr, as it does when handle returns false (the
 // server closed while the connection was being taken). handle owns the
 // connection either way.
-func Loop(ln net.Listener, closing func() bool, closedErr error, handle func(net.Conn) bool) error {
+func acceptLoop(ln net.Listener, closing func() bool, closedErr error, handle func(net.Conn) bool) error {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
