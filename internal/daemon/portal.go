@@ -41,6 +41,7 @@ func (d *Daemon) startPortal(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("listen.portal: %w", err)
 	}
+	ln = d.proxyProtocol(cfg, ln) // the TCP peer is the client behind a PROXY-speaking balancer
 	var tlsConfig *tls.Config
 	if serveTLS {
 		tlsConfig = d.cert.serverConfig()
