@@ -42,7 +42,8 @@ const (
 // listen.proxy_protocol.trusted [127.0.0.1/32] behind HAProxy
 // (send-proxy-v2 and send-proxy, implicit TLS after the header), in front
 // of real Dovecot and slapd:
-//   - an SMTP submission login and an LDAP bind from 127.0.0.2 are audited,
+//   - SMTP submission logins (implicit TLS and STARTTLS after the header)
+//     and LDAP binds from 127.0.0.2 are audited,
 //     registered (`legate sessions`) and throttled under 127.0.0.2;
 //   - the trusted-network primary password (policy.trusted_networks
 //     [127.0.0.2/32]) works through HAProxy for 127.0.0.2 only, not for
@@ -62,14 +63,15 @@ func TestPROXYProtocolThroughHAProxy(t *testing.T) {
 	}})
 	pw := lg.CreateAppPassword(t, "alice", "Laptop")
 	primary := ups.Slapd.Users["alice"]
-	subs, ldaps := lg.AddrOf(t, "submissions"), lg.AddrOf(t, "ldaps")
+	subs, ldaps, sub := lg.AddrOf(t, "submissions"), lg.AddrOf(t, "ldaps"), lg.AddrOf(t, "submission")
 	hp := testenv.StartHAProxy(t,
 		testenv.HAProxyRoute{Server: subs + " send-proxy-v2"},
 		testenv.HAProxyRoute{Server: subs + " send-proxy"},
 		testenv.HAProxyRoute{Server: ldaps + " send-proxy-v2"},
 		testenv.HAProxyRoute{Server: ldaps + " send-proxy"},
+		testenv.HAProxyRoute{Server: sub + " send-proxy-v2"},
 	)
-	smtpV2, smtpV1, ldapV2, ldapV1 := hp.Addrs[0], hp.Addrs[1], hp.Addrs[2], hp.Addrs[3]
+	smtpV2, smtpV1, ldapV2, ldapV1, startTLS := hp.Addrs[0], hp.Addrs[1], hp.Addrs[2], hp.Addrs[3], hp.Addrs[4]
 	tc := lg.ClientTLS()
 	ctx := context.Background()
 
@@ -82,13 +84,27 @@ func TestPROXYProtocolThroughHAProxy(t *testing.T) {
 			t.Fatalf("LDAP bind through %s: got %d (%v), want 0", front, code, err)
 		}
 	}
-	waitSessions(t, lg.Control(), "alice", 4)
+	// STARTTLS after the header (plain submission port).
+	raw := rawFrom(t, clientIP, startTLS)
+	plain := &RawSMTP{Conn: raw, r: textproto.NewReader(bufio.NewReader(raw))}
+	if code, msg, err := plain.Reply(10 * time.Second); err != nil || code != 220 {
+		t.Fatalf("greeting through haproxy: %d %s (%v)", code, msg, err)
+	}
+	if code, msg, err := plain.Cmd("EHLO client.example", 10*time.Second); err != nil || code != 250 {
+		t.Fatalf("EHLO: %d %s (%v)", code, msg, err)
+	}
+	if code, msg, err := plain.Cmd("STARTTLS", 10*time.Second); err != nil || code != 220 {
+		t.Fatalf("STARTTLS: %d %s (%v)", code, msg, err)
+	}
+	secured := tls.Client(raw, tc)
+	(&RawSMTP{Conn: secured, r: textproto.NewReader(bufio.NewReader(secured))}).Login(t, "alice", pw)
+	waitSessions(t, lg.Control(), "alice", 5)
 	var listed []session.Info
 	if err := json.Unmarshal([]byte(runCLI(t, lg, "sessions", "--user", "alice", "--json")), &listed); err != nil {
 		t.Fatalf("legate sessions --json: %v", err)
 	}
-	if len(listed) != 4 {
-		t.Errorf("legate sessions: got %d sessions, want 4", len(listed))
+	if len(listed) != 5 {
+		t.Errorf("legate sessions: got %d sessions, want 5", len(listed))
 	}
 	for _, s := range listed {
 		if s.IP.String() != clientIP {
@@ -109,8 +125,8 @@ func TestPROXYProtocolThroughHAProxy(t *testing.T) {
 			t.Errorf("audit: %s login from %q, want %s", r.Protocol, r.IP, clientIP)
 		}
 	}
-	if logins != 4 {
-		t.Errorf("audit: %d logins of alice, want 4", logins)
+	if logins != 5 {
+		t.Errorf("audit: %d logins of alice, want 5", logins)
 	}
 
 	// The trusted-network primary password: 127.0.0.2 is in
@@ -130,7 +146,7 @@ func TestPROXYProtocolThroughHAProxy(t *testing.T) {
 	for _, want := range []string{
 		`legate_logins_total{outcome="allow",protocol="smtp",rule="trusted_network_primary"} 1`,
 		`legate_logins_total{outcome="allow",protocol="ldap",rule="trusted_network_primary"} 1`,
-		`legate_sessions{protocol="smtp"} 3`,
+		`legate_sessions{protocol="smtp"} 4`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("metrics: no line %q", want)
