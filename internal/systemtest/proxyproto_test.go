@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -323,6 +324,7 @@ func TestPROXYProtocolPortal(t *testing.T) {
 		c.Listen.Portal = "127.0.0.1:0"
 		c.Listen.ProxyProtocol = config.ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix(balancerIP + "/32")}}
 		c.Portal.ExternalURL = external
+		c.Portal.SessionKeyFile = filepath.Join(t.TempDir(), "portal.key") // the default is relative to the working directory
 		c.Portal.OIDC.Issuer, c.Portal.OIDC.ClientID = idpSrv.URL, "legate-portal"
 		c.Portal.OIDC.ClientSecretFile = writeSecret(t, t.TempDir(), "oidc.secret", "portal-secret")
 	}})
