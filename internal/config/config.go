@@ -94,8 +94,8 @@ type Decision struct {
 	SocketGroup string `yaml:"socket_group"` // group owning the socket; "" keeps Legate's
 }
 
-// ProxyProtocol is listen.proxy_protocol, for the IMAP, submission and LDAP
-// listeners.
+// ProxyProtocol is listen.proxy_protocol, for the IMAP, submission, LDAP
+// and portal listeners.
 type ProxyProtocol struct {
 	// Trusted are the balancers that must send a header; empty: off.
 	Trusted []netip.Prefix `yaml:"trusted"`

@@ -35,7 +35,7 @@ func (d *Daemon) listenerSpecs() []listenerSpec {
 		{key: "submissions", addr: func(c *config.Config) string { return c.Listen.Submissions }, proxy: true, build: buildSMTP(true)},
 		{key: "ldap", addr: func(c *config.Config) string { return c.Listen.LDAP }, proxy: true, build: buildLDAP(false)},
 		{key: "ldaps", addr: func(c *config.Config) string { return c.Listen.LDAPS }, proxy: true, build: buildLDAP(true)},
-		{key: "portal", addr: func(c *config.Config) string { return c.Listen.Portal }, build: buildPortal},
+		{key: "portal", addr: func(c *config.Config) string { return c.Listen.Portal }, build: buildPortal, proxy: true},
 		// operations: listen.http is started last and stopped first.
 		{key: "http", addr: func(c *config.Config) string { return c.Listen.HTTP }, build: buildHTTP},
 	}

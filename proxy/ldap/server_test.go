@@ -218,6 +218,9 @@ func TestMalformedInput(t *testing.T) {
 		half bool // close our write side after sending
 	}{
 		{"garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), false},
+		// A forged PROXY header from a peer not in listen.proxy_protocol.trusted.
+		{"PROXY v1 header", []byte("PROXY TCP4 192.0.2.66 10.0.0.1 4444 389\r\n"), false},
+		{"PROXY v2 header", []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x42\x0a\x00\x00\x01\x11\x5c\x01\x85"), false},
 		{"truncated", []byte{0x30, 0x20, 0x02, 0x01, 0x01, 0x60, 0x1b, 0x02}, true},
 		{"huge length", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01}, false},
 		{"over MaxPDUSize", []byte{0x30, 0x83, 0x01, 0x00, 0x01, 0x02}, false},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,10 +159,18 @@ func (c *conn) Serve(context.Context) {
 	c.bw = bufio.NewWriterSize(nc, clientWriteBuf)
 
 	newReply(220, "", o.domain()+" ESMTP Legate").writeTo(c.bw)
-	for {
+	for first := true; ; first = false {
 		line, err := c.readLine()
 		if err != nil {
 			c.readFailed(err)
+			return
+		}
+		if first && strings.HasPrefix(line, "PROXY ") {
+			// A PROXY header reaches the dialogue only from a peer that
+			// is not in listen.proxy_protocol.trusted: refuse it plainly.
+			c.log.Warn("PROXY header from a peer not in listen.proxy_protocol.trusted; closing")
+			replyProxyRefused.writeTo(c.bw)
+			c.lingerClose()
 			return
 		}
 		r, quit := c.handle(line)
@@ -194,6 +203,9 @@ func (c *conn) end() {
 		c.log.Info("session ended", "user", c.user.Name, "session", c.regID)
 	}
 }
+
+// replyProxyRefused answers a PROXY header from an untrusted peer.
+var replyProxyRefused = newReply(421, "4.7.0", "PROXY header not accepted from this address")
 
 // errLineTooLong is a line over Options.MaxLineLength.
 var errLineTooLong = errors.New("smtp: line too long")

@@ -499,3 +499,21 @@ func FuzzUpstreamReply(f *testing.F) {
 		}
 	})
 }
+
+// TestForgedProxyHeaderRefused: a PROXY header as the first line (a peer
+// not in listen.proxy_protocol.trusted, whose connection reaches the
+// dialogue untouched) is answered 421 and the connection closed; nothing
+// after it is read as a command.
+func TestForgedProxyHeaderRefused(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Auth = loopbackPlain{o.Auth} })
+	rc := e.dialRaw()
+	_ = rc.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(rc.conn, "PROXY TCP4 192.0.2.66 10.0.0.1 4444 587\r\nEHLO client.test\r\n")
+	rc.expectFor("forged PROXY header", 421, "4.7.0")
+	rc.expectClosed(5 * time.Second)
+	// Later, "PROXY ..." is only an unknown command.
+	rc = e.dialRaw()
+	rc.cmd("EHLO client.test", 250, "")
+	rc.cmd("PROXY TCP4 192.0.2.66 10.0.0.1 4444 587", 500, "")
+	rc.cmd("NOOP", 250, "")
+}

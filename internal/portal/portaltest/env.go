@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -96,6 +97,9 @@ type Options struct {
 	ExternalURL string
 	// Certificate signs device set-up profiles (portal.Options.Certificate).
 	Certificate func() *tls.Certificate
+	// WrapListener, if set, wraps the portal's listener (e.g. in a
+	// proxyproto.Listener) before the server starts.
+	WrapListener func(net.Listener) net.Listener
 }
 
 // Env is a running portal and provider.
@@ -141,6 +145,9 @@ func Start(t testing.TB, o Options) *Env {
 	idpSrv := httptest.NewServer(idpSwap)
 	t.Cleanup(idpSrv.Close)
 	portalSrv := httptest.NewUnstartedServer(portalSwap)
+	if o.WrapListener != nil {
+		portalSrv.Listener = o.WrapListener(portalSrv.Listener)
+	}
 	if o.TLS {
 		portalSrv.StartTLS()
 	} else {
