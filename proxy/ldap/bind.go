@@ -1,9 +1,9 @@
 package ldap
 
 import (
+	"github.com/legate-proxy/legate/internal/login"
 	"strings"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 )
 
@@ -43,7 +43,7 @@ func (c *clientConn) bind(m *request) bool {
 		c.reply(m, resultConfidentialityRequired, "TLS required: use StartTLS or LDAPS")
 		return true
 	}
-	res := a.Login(c.ctx, auth.Request{User: name, Secret: password, IP: c.ip, Protocol: policy.LDAP, TLS: c.tls})
+	res := a.Login(c.ctx, login.Request{User: name, Secret: password, IP: c.ip, Protocol: policy.LDAP, TLS: c.tls})
 	code, diag := outcomeResult(res)
 	if code == resultSuccess && res.User == nil {
 		code, diag = resultUnavailable, "login service unavailable"
@@ -63,7 +63,7 @@ func (c *clientConn) bind(m *request) bool {
 }
 
 // outcomeResult maps a login outcome to a bind result (SPEC §4).
-func outcomeResult(res auth.Result) (int, string) {
+func outcomeResult(res login.Result) (int, string) {
 	switch res.Outcome {
 	case policy.Allow:
 		return resultSuccess, ""
@@ -87,7 +87,7 @@ func outcomeResult(res auth.Result) (int, string) {
 
 // startSession records the bound user and registers the session, whose
 // kill closes the connection with a Notice of Disconnection.
-func (c *clientConn) startSession(res auth.Result) {
+func (c *clientConn) startSession(res login.Result) {
 	var apID string
 	if res.AppPassword != nil {
 		apID = res.AppPassword.ID

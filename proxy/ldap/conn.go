@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/connlimit"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/policy"
 )
 
@@ -51,7 +51,7 @@ type clientConn struct {
 	killOnce   sync.Once
 
 	mu          sync.Mutex
-	user        *directory.User // nil: not bound (or anonymous)
+	user        *login.User // nil: not bound (or anonymous)
 	sessionID   string
 	sessionDone func()
 	ops         map[int64]*op // in flight, by client message ID

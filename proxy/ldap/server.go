@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/acceptor"
-	"github.com/legate-proxy/legate/internal/auth"
-	"github.com/legate-proxy/legate/internal/connlimit"
+	"github.com/legate-proxy/legate/internal/login"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
@@ -21,13 +20,18 @@ import (
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close.
 var ErrServerClosed = errors.New("ldap: server closed")
 
-// Authenticator is the login service (implemented by *auth.Service).
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
+// SessionRegistry is the live-session registry as this front-end uses it
+// (*session.Registry implements it): register a session after the login,
+// then confirm it once the upstream has accepted it.
+type SessionRegistry interface {
+	Register(info session.Info, closeFn func()) (id string, done func())
+	Confirm(ctx context.Context, id string) bool
 }
 
-var _ Authenticator = (*auth.Service)(nil)
+// ConnLimiter bounds connections (*connlimit.Limiter implements it).
+type ConnLimiter interface {
+	Acquire(ip netip.Addr) (release func(), ok bool)
+}
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
@@ -63,13 +67,13 @@ const (
 // documented; Auth and Upstream are needed for anything to succeed.
 type Options struct {
 	// Auth decides binds; nil answers every bind "unavailable".
-	Auth Authenticator
+	Auth login.Authenticator
 	// Sessions registers bound sessions for listing and revocation; nil
 	// means they are not registered.
-	Sessions *session.Registry
+	Sessions SessionRegistry
 	// Limiter bounds connections (shared across protocols); nil means
 	// unlimited.
-	Limiter *connlimit.Limiter
+	Limiter ConnLimiter
 	// Upstream is the directory requests are forwarded to; MasterUser is
 	// the service account's bind DN (bind_dn), MasterPassword its
 	// password. Nil answers every forwarded request "unavailable".
