@@ -300,10 +300,7 @@ func (s *Service) record(req login.Request, ev evaluation) {
 	if res.Allowed() {
 		outcome = "allow"
 	}
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+	apID := res.AppPasswordID()
 	s.store.Audit(store.AuditRecord{
 		Time: s.now(), Action: "login", Via: req.Protocol, User: user, Protocol: req.Protocol,
 		IP: req.IP.String(), Outcome: outcome, Rule: string(res.Rule), AppPasswordID: apID,

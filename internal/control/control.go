@@ -315,9 +315,7 @@ func (l *Local) Explain(ctx context.Context, a ExplainArgs) (Explanation, error)
 	}
 	res := l.Explainer.Explain(ctx, login.Request{User: a.User, Secret: a.Secret, IP: a.IP, Protocol: a.Protocol, TLS: a.TLS})
 	e := Explanation{Outcome: res.Outcome.String(), Rule: string(res.Rule), Reason: res.Reason, SecretChecked: a.Secret != ""}
-	if res.AppPassword != nil {
-		e.AppPasswordID = res.AppPassword.ID
-	}
+	e.AppPasswordID = res.AppPasswordID()
 	for _, s := range res.Trace {
 		e.Trace = append(e.Trace, s.String())
 	}

@@ -72,12 +72,8 @@ func (c *conn) register(res login.Result) (id string, done func()) {
 	if reg == nil {
 		return "", func() {}
 	}
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
 	return reg.Register(session.Info{
-		User: res.User.Name, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
+		User: res.User.Name, AppPasswordID: res.AppPasswordID(), Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
 	}, func() { c.kill("Session revoked") })
 }
 
@@ -90,10 +86,7 @@ func (c *conn) confirm(id string) bool {
 // session answers the client's login and hands the registered session to
 // two relay goroutines. The connection goroutine returns afterwards.
 func (c *conn) session(tag string, res login.Result, ul *upstreamLogin, id string, done func()) {
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+	apID := res.AppPasswordID()
 	r := &relay{c: c, user: res.User.Name, id: id, done: done}
 
 	c.mu.Lock()

@@ -88,10 +88,7 @@ func outcomeResult(res login.Result) (int, string) {
 // startSession records the bound user and registers the session, whose
 // kill closes the connection with a Notice of Disconnection.
 func (c *clientConn) startSession(res login.Result) {
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+	apID := res.AppPasswordID()
 	id := ""
 	var done func()
 	if reg := c.opts.Sessions; reg != nil {

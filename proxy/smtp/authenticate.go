@@ -93,9 +93,7 @@ func (c *conn) login(authzid, user, secret string) error {
 		return replyAuthUnavail
 	}
 	c.user = res.User
-	if res.AppPassword != nil {
-		c.apID = res.AppPassword.ID
-	}
+	c.apID = res.AppPasswordID()
 	// Register before the dial: a revocation during it closes the session.
 	if reg := c.opts.Sessions; reg != nil {
 		name := c.user.Name
