@@ -19,30 +19,12 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/directory"
+	"github.com/legate-proxy/legate/internal/login"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
 )
 
-// Request is one login attempt as a front-end received it.
-type Request struct {
-	User     string
-	Secret   string
-	IP       netip.Addr
-	Protocol string // policy.IMAP, policy.SMTP, policy.LDAP
-	TLS      bool
-	// Client is the client's self-description (IMAP ID, SMTP EHLO name), if any.
-	Client string
-}
-
-// Result is the answer of the login service.
-type Result struct {
-	policy.Decision
-	// User is the proven user; nil unless the credential was proven.
-	User *directory.User
-	// AppPassword is the matched app password; nil for primary-password logins
-	// and failures.
-	AppPassword *store.AppPassword
-}
+var _ login.Authenticator = (*Service)(nil)
 
 // Throttler limits repeated failures (SPEC §7). Implementations are safe for
 // concurrent use.
@@ -69,7 +51,7 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Observe, if set, is called after every decision (metrics).
-	Observe func(req Request, res Result, took time.Duration)
+	Observe func(req login.Request, res login.Result, took time.Duration)
 }
 
 // Service is the login service. It is safe for concurrent use.
@@ -82,7 +64,7 @@ type Service struct {
 	throttl Throttler
 	log     *slog.Logger
 	now     func() time.Time
-	observe func(Request, Result, time.Duration)
+	observe func(login.Request, login.Result, time.Duration)
 }
 
 // Runtime is the part of a configuration a login decision reads: one
@@ -156,7 +138,7 @@ func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 
 // Login decides one login attempt, with every side effect: throttle
 // accounting and delay, audit record, last use, one log line.
-func (s *Service) Login(ctx context.Context, req Request) Result {
+func (s *Service) Login(ctx context.Context, req login.Request) login.Result {
 	start := time.Now()
 	ev := s.evaluate(ctx, req, false)
 	s.record(req, ev)
@@ -177,13 +159,13 @@ func (s *Service) Login(ctx context.Context, req Request) Result {
 // Explain evaluates a login like Login but without side effects: no audit,
 // no last use, no throttle accounting, no delay. With an empty secret the
 // secret is not checked and the trace says so.
-func (s *Service) Explain(ctx context.Context, req Request) Result {
+func (s *Service) Explain(ctx context.Context, req login.Request) login.Result {
 	return s.evaluate(ctx, req, true).res
 }
 
 // evaluation is a decision with what its side effects need.
 type evaluation struct {
-	res   Result
+	res   login.Result
 	delay time.Duration
 	// name is the canonical name when the directory resolved the login
 	// (whether or not the secret was right), else the login as typed,
@@ -194,7 +176,7 @@ type evaluation struct {
 
 // evaluate runs the decision. explain means: build the trace, and leave
 // the throttle state alone (no side effects).
-func (s *Service) evaluate(ctx context.Context, req Request, explain bool) evaluation {
+func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool) evaluation {
 	rt := s.rt.Load()
 	pol, dir := rt.Policy, rt.Directory
 	in := policy.Input{
@@ -212,7 +194,7 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) evalu
 		ev.delay, in.Throttled = s.throttl.Check(req.IP, ev.name)
 	}
 	if d, ok := policy.Precheck(pol, in); !ok {
-		ev.res = Result{Decision: d}
+		ev.res = login.Result{Decision: d}
 		return ev
 	}
 
@@ -233,7 +215,7 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) evalu
 			if blocked {
 				in.Throttled = true
 				d, _ := policy.Precheck(pol, in)
-				ev.res = Result{Decision: d}
+				ev.res = login.Result{Decision: d}
 				return ev
 			}
 		}
@@ -268,12 +250,20 @@ func (s *Service) evaluate(ctx context.Context, req Request, explain bool) evalu
 		in.User = policyUser(u)
 	}
 	in.Credential = cred
-	ev.res = Result{Decision: policy.Decide(pol, in)}
+	ev.res = login.Result{Decision: policy.Decide(pol, in)}
 	if cred != nil && u != nil {
-		ev.res.User = u
-		ev.res.AppPassword = ap
+		ev.res.User = LoginUser(u)
+		if ap != nil {
+			ev.res.AppPassword = &login.AppPassword{ID: ap.ID, Name: ap.Name}
+		}
 	}
 	return ev
+}
+
+// LoginUser is the front-ends' view of a directory user: the one place a
+// directory.User becomes a login.User.
+func LoginUser(u *directory.User) *login.User {
+	return &login.User{Name: u.Name, DN: u.DN, Addresses: u.Addresses}
 }
 
 func policyUser(u *directory.User) *policy.User {
@@ -281,8 +271,8 @@ func policyUser(u *directory.User) *policy.User {
 		Disabled: u.Disabled, PasswordChanged: u.PasswordChanged}
 }
 
-func unavailable(reason string) Result {
-	return Result{Decision: policy.Decision{Outcome: policy.Unavailable, Rule: "unavailable", Reason: reason}}
+func unavailable(reason string) login.Result {
+	return login.Result{Decision: policy.Decision{Outcome: policy.Unavailable, Rule: "unavailable", Reason: reason}}
 }
 
 // CredentialOf is the policy's view of an app password.
@@ -296,7 +286,7 @@ func CredentialOf(ap store.AppPassword) *policy.Credential {
 // record does the side effects of a decision: throttle accounting, audit,
 // last use and the log line, all under the canonical name when the
 // directory knows the login.
-func (s *Service) record(req Request, ev evaluation) {
+func (s *Service) record(req login.Request, ev evaluation) {
 	res, user := ev.res, ev.name
 	if s.throttl != nil {
 		switch res.Outcome {
@@ -310,10 +300,7 @@ func (s *Service) record(req Request, ev evaluation) {
 	if res.Allowed() {
 		outcome = "allow"
 	}
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+	apID := res.AppPasswordID()
 	s.store.Audit(store.AuditRecord{
 		Time: s.now(), Action: "login", Via: req.Protocol, User: user, Protocol: req.Protocol,
 		IP: req.IP.String(), Outcome: outcome, Rule: string(res.Rule), AppPasswordID: apID,

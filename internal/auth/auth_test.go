@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestExplain(t *testing.T) {
 	e.throttle.delay = time.Hour
 	tests := []struct {
 		name     string
-		r        Request
+		r        login.Request
 		want     policy.Outcome
 		wantRule policy.Rule
 	}{
@@ -111,7 +112,7 @@ func TestObserveAndLogLine(t *testing.T) {
 	_, secret := e.create(t, store.CreateRequest{User: "alice"})
 	var seen []policy.Outcome
 	e.svc = New(Options{Store: e.store, Directory: e.dir, Policy: testPolicy(), Logger: e.svc.log, Now: e.clock.Now,
-		Observe: func(_ Request, res Result, took time.Duration) {
+		Observe: func(_ login.Request, res login.Result, took time.Duration) {
 			if took < 0 {
 				t.Errorf("negative duration %v", took)
 			}

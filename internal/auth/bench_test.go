@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"net/netip"
 	"os"
@@ -210,9 +211,9 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	}
 	ctx := context.Background()
-	login := func(i int, secret func(benchCred) string, user func(benchCred) string) Request {
+	attempt := func(i int, secret func(benchCred) string, user func(benchCred) string) login.Request {
 		c := creds[i%len(creds)]
-		return Request{User: user(c), Secret: secret(c), IP: benchIP(i), Protocol: policy.IMAP, TLS: true}
+		return login.Request{User: user(c), Secret: secret(c), IP: benchIP(i), Protocol: policy.IMAP, TLS: true}
 	}
 	right := func(c benchCred) string { return c.Secret }
 	wrong := func(benchCred) string { return "AAAA-BBBB-CCCC-DDDD" }
@@ -234,7 +235,7 @@ func BenchmarkLogin(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if res := svc.Login(ctx, login(i, tc.secret, tc.user)); res.Outcome != tc.want {
+				if res := svc.Login(ctx, attempt(i, tc.secret, tc.user)); res.Outcome != tc.want {
 					b.Fatalf("login %d: got %s, want %s", i, res.Outcome, tc.want)
 				}
 				i++
@@ -247,7 +248,7 @@ func BenchmarkLogin(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(time.Now().UnixNano() % int64(len(creds)))
 			for pb.Next() {
-				if res := svc.Login(ctx, login(i, right, name)); res.Outcome != policy.Allow {
+				if res := svc.Login(ctx, attempt(i, right, name)); res.Outcome != policy.Allow {
 					b.Errorf("got %s, want allow", res.Outcome)
 					return
 				}
@@ -260,7 +261,7 @@ func BenchmarkLogin(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if res := svc.Explain(ctx, login(i, right, name)); res.Outcome != policy.Allow {
+			if res := svc.Explain(ctx, attempt(i, right, name)); res.Outcome != policy.Allow {
 				b.Fatalf("got %s, want allow", res.Outcome)
 			}
 			i++
@@ -274,7 +275,7 @@ func BenchmarkLogin(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if res := svc.evaluate(ctx, login(i, right, name), false).res; res.Outcome != policy.Allow {
+			if res := svc.evaluate(ctx, attempt(i, right, name), false).res; res.Outcome != policy.Allow {
 				b.Fatalf("got %s, want allow", res.Outcome)
 			}
 			i++

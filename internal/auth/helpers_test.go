@@ -1,8 +1,9 @@
 package auth
 
 import (
-	"bytes"
 	"context"
+	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -118,24 +119,6 @@ func (f *fakeThrottler) calls() (checks, failures, successes int) {
 	return len(f.checks), len(f.failures), len(f.successes)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes (log output).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	svc      *Service
 	store    *countingStore
@@ -143,7 +126,7 @@ type env struct {
 	dir      *countingDirectory
 	throttle *fakeThrottler
 	clock    *clock
-	logs     *syncBuffer
+	logs     *logintest.LogBuffer
 }
 
 // testUsers is the static directory of the tests. alice has a primary
@@ -187,7 +170,7 @@ func newEnv(t *testing.T) *env {
 		dir:      &countingDirectory{Directory: static},
 		throttle: &fakeThrottler{},
 		clock:    clk,
-		logs:     &syncBuffer{},
+		logs:     &logintest.LogBuffer{},
 	}
 	e.svc = New(Options{
 		Store:     e.store,
@@ -214,8 +197,8 @@ func (e *env) create(t *testing.T, req store.CreateRequest) (store.AppPassword, 
 }
 
 // req is a TLS IMAP login from a public address.
-func req(user, secret string) Request {
-	return Request{User: user, Secret: secret, IP: addr("198.51.100.7"), Protocol: policy.IMAP, TLS: true, Client: "Thunderbird"}
+func req(user, secret string) login.Request {
+	return login.Request{User: user, Secret: secret, IP: addr("198.51.100.7"), Protocol: policy.IMAP, TLS: true, Client: "Thunderbird"}
 }
 
 func (e *env) auditLog(t *testing.T) []store.AuditRecord {

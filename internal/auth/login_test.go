@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"strings"
 	"testing"
@@ -73,7 +74,7 @@ func TestBadCredentialsIdentical(t *testing.T) {
 		{"empty secret", "alice", ""},
 		{"primary password from outside", "alice", primaryPW},
 	}
-	var first *Result
+	var first *login.Result
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := e.store.verifies.Load()
@@ -159,7 +160,7 @@ func TestPolicyThroughService(t *testing.T) {
 		user     string
 		create   store.CreateRequest
 		policy   func(*policy.Config)
-		mod      func(*Request)
+		mod      func(*login.Request)
 		advance  time.Duration
 		want     policy.Outcome
 		wantRule policy.Rule
@@ -172,7 +173,7 @@ func TestPolicyThroughService(t *testing.T) {
 		{name: "expired", user: "alice", create: store.CreateRequest{Expires: t0.Add(time.Hour)}, advance: time.Hour, want: policy.Expired, wantRule: policy.RuleExpired},
 		{name: "not yet expired", user: "alice", create: store.CreateRequest{Expires: t0.Add(time.Hour)}, advance: time.Hour - time.Second, want: policy.Allow, wantRule: policy.RuleAllowAppPassword},
 		{name: "unused too long", user: "alice", policy: func(p *policy.Config) { p.ExpireUnusedAfter = 24 * time.Hour }, advance: 25 * time.Hour, want: policy.Expired, wantRule: policy.RuleUnused},
-		{name: "ldap allowed", user: "alice", mod: func(r *Request) { r.Protocol = policy.LDAP }, want: policy.Allow, wantRule: policy.RuleAllowAppPassword},
+		{name: "ldap allowed", user: "alice", mod: func(r *login.Request) { r.Protocol = policy.LDAP }, want: policy.Allow, wantRule: policy.RuleAllowAppPassword},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

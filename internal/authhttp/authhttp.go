@@ -18,6 +18,7 @@ package authhttp
 import (
 	"context"
 	"crypto/subtle"
+	"github.com/legate-proxy/legate/internal/login"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,14 +26,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 )
 
 // Login is the login service; *auth.Service is one.
 type Login interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
+	Login(ctx context.Context, req login.Request) login.Result
 }
 
 // Options configure the handler.
@@ -81,7 +81,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip, _ := netip.ParseAddr(r.Header.Get("Client-IP"))
-	res := h.o.Login.Login(r.Context(), auth.Request{User: r.Header.Get("Auth-User"), Secret: r.Header.Get("Auth-Pass"),
+	res := h.o.Login.Login(r.Context(), login.Request{User: r.Header.Get("Auth-User"), Secret: r.Header.Get("Auth-Pass"),
 		IP: ip.Unmap(), Protocol: p, TLS: r.Header.Get("Auth-SSL") == "on", Client: "nginx/" + proto})
 	switch res.Outcome {
 	case policy.Allow:

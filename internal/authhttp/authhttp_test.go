@@ -1,29 +1,26 @@
 package authhttp
 
 import (
-	"context"
+	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/legate-proxy/legate/internal/auth"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 )
 
-type fakeLogin struct{ asked []auth.Request }
-
-func (f *fakeLogin) Login(_ context.Context, r auth.Request) auth.Result {
-	f.asked = append(f.asked, r)
+// rightSecret allows alice with "right".
+func rightSecret(r login.Request) login.Result {
 	if r.Secret == "right" {
-		return auth.Result{Decision: policy.Decision{Outcome: policy.Allow}, User: &directory.User{Name: "alice"}}
+		return logintest.Allow("alice", "")
 	}
-	return auth.Result{Decision: policy.Decision{Outcome: policy.BadCredentials}}
+	return logintest.Deny("")
 }
 
 func TestHandler(t *testing.T) {
-	f := &fakeLogin{}
+	f := &logintest.Auth{Decide: rightSecret}
 	h := Handler(Options{Login: f, Header: "X-Auth-Key", Secret: "s3",
 		Upstream: func(p string) *upstream.Config {
 			if p == policy.IMAP {
@@ -53,7 +50,7 @@ func TestHandler(t *testing.T) {
 		hd.Get("Auth-User") != "alice*legate" || hd.Get("Auth-Pass") != "mpw" {
 		t.Errorf("allow: %v", hd)
 	}
-	if r := f.asked[0]; r.IP.String() != "192.0.2.1" || !r.TLS || r.Protocol != policy.IMAP || r.Client != "nginx/imap" {
+	if r := f.Requests()[0]; r.IP.String() != "192.0.2.1" || !r.TLS || r.Protocol != policy.IMAP || r.Client != "nginx/imap" {
 		t.Errorf("login request %+v", r)
 	}
 	w = do(base(map[string]string{"Auth-Pass": "wrong"}))
@@ -68,7 +65,7 @@ func TestHandler(t *testing.T) {
 	if hd := w.Header(); hd.Get("Auth-Status") != "OK" || hd.Get("Auth-Server") != "::1" || hd.Get("Auth-User") != "" {
 		t.Errorf("smtp allow: %v", hd)
 	}
-	n := len(f.asked)
+	n := len(f.Requests())
 	for _, m := range []map[string]string{
 		base(map[string]string{"X-Auth-Key": ""}), base(map[string]string{"X-Auth-Key": "s4"}),
 	} {
@@ -83,7 +80,7 @@ func TestHandler(t *testing.T) {
 			t.Errorf("%v: allowed", m)
 		}
 	}
-	if len(f.asked) != n {
+	if len(f.Requests()) != n {
 		t.Errorf("refused requests reached the login service")
 	}
 }

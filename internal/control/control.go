@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ var (
 
 // Explainer evaluates a login without side effects; *auth.Service is one.
 type Explainer interface {
-	Explain(ctx context.Context, req auth.Request) auth.Result
+	Explain(ctx context.Context, req login.Request) login.Result
 }
 
 // Local performs operations in this process. Its rules come from policy
@@ -318,11 +319,9 @@ func (l *Local) Explain(ctx context.Context, a ExplainArgs) (Explanation, error)
 	if l.Explainer == nil {
 		return Explanation{}, ErrNoServer
 	}
-	res := l.Explainer.Explain(ctx, auth.Request{User: a.User, Secret: a.Secret, IP: a.IP, Protocol: a.Protocol, TLS: a.TLS})
+	res := l.Explainer.Explain(ctx, login.Request{User: a.User, Secret: a.Secret, IP: a.IP, Protocol: a.Protocol, TLS: a.TLS})
 	e := Explanation{Outcome: res.Outcome.String(), Rule: string(res.Rule), Reason: res.Reason, SecretChecked: a.Secret != ""}
-	if res.AppPassword != nil {
-		e.AppPasswordID = res.AppPassword.ID
-	}
+	e.AppPasswordID = res.AppPasswordID()
 	for _, s := range res.Trace {
 		e.Trace = append(e.Trace, s.String())
 	}

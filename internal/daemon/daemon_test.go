@@ -1,9 +1,10 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"log/slog"
 	"net"
@@ -13,11 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/control"
 	"github.com/legate-proxy/legate/policy"
@@ -111,8 +110,8 @@ func TestReloadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := func() auth.Result {
-		return d.Auth().Login(ctx, auth.Request{User: "alice", Secret: c.Secret,
+	login := func() login.Result {
+		return d.Auth().Login(ctx, login.Request{User: "alice", Secret: c.Secret,
 			IP: netip.MustParseAddr("203.0.113.5"), Protocol: policy.IMAP, TLS: true})
 	}
 	if r := login(); r.Outcome != policy.Allow {
@@ -166,24 +165,6 @@ func TestReloadFile(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond every 100ms up to limit.
 func waitFor(limit time.Duration, cond func() bool) bool {
 	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -203,7 +184,7 @@ func TestServeReloadsOnFileChange(t *testing.T) {
 	writeFile(t, path, good)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan *Daemon, 1)
-	var logs syncBuffer
+	var logs logintest.LogBuffer
 	errc := make(chan error, 1)
 	go func() {
 		errc <- Serve(ctx, ServeOptions{ConfigPath: path, Stderr: &logs, Started: func(d *Daemon) { started <- d }})

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/control"
 	"github.com/legate-proxy/legate/policy"
@@ -77,7 +77,7 @@ func TestReloadIsOneSnapshot(t *testing.T) {
 					return
 				default:
 				}
-				r := d.Auth().Explain(ctx, auth.Request{User: "alice", Secret: c.Secret,
+				r := d.Auth().Explain(ctx, login.Request{User: "alice", Secret: c.Secret,
 					IP: netip.MustParseAddr("203.0.113.5"), Protocol: policy.IMAP, TLS: true})
 				n.Add(1)
 				if r.Allowed() {

@@ -2,39 +2,29 @@ package decision
 
 import (
 	"context"
+	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/policy"
 )
 
-// fakeLogin allows alice with "right" and records what it was asked.
-type fakeLogin struct {
-	mu   sync.Mutex
-	reqs []auth.Request
-}
-
-func (f *fakeLogin) Login(_ context.Context, r auth.Request) auth.Result {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, r)
-	f.mu.Unlock()
+// aliceRight allows alice with "right".
+func aliceRight(r login.Request) login.Result {
 	if r.User == "Alice@Example.com" && r.Secret == "right" {
-		return auth.Result{Decision: policy.Decision{Outcome: policy.Allow, Rule: policy.RuleAllowAppPassword},
-			User: &directory.User{Name: "alice"}}
+		return logintest.Allow("alice", policy.RuleAllowAppPassword)
 	}
-	return auth.Result{Decision: policy.Decision{Outcome: policy.BadCredentials, Rule: policy.RuleBadCredentials}}
+	return logintest.Deny(policy.RuleBadCredentials)
 }
 
-func start(t *testing.T) (*fakeLogin, string) {
+func start(t *testing.T) (*logintest.Auth, string) {
 	t.Helper()
-	f := &fakeLogin{}
+	f := &logintest.Auth{Decide: aliceRight}
 	path := filepath.Join(t.TempDir(), "d.sock")
 	s, err := Listen(Options{Path: path, Login: f})
 	if err != nil {
@@ -68,18 +58,17 @@ func TestCheckpasswordContract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(f.reqs)
+			before := len(f.Requests())
 			code, user, _ := Checkpassword(ctx, path, strings.NewReader(tt.in), tt.env)
 			if code != tt.code || user != tt.user {
 				t.Errorf("got exit %d user %q, want %d %q", code, user, tt.code, tt.user)
 			}
-			f.mu.Lock()
-			asked := len(f.reqs) > before
-			var last auth.Request
+			reqs := f.Requests()
+			asked := len(reqs) > before
+			var last login.Request
 			if asked {
-				last = f.reqs[len(f.reqs)-1]
+				last = reqs[len(reqs)-1]
 			}
-			f.mu.Unlock()
 			if asked != tt.asked {
 				t.Errorf("login service asked: %v, want %v", asked, tt.asked)
 			}
@@ -120,7 +109,7 @@ func TestStrictRequests(t *testing.T) {
 		}
 		c.Close()
 	}
-	if len(f.reqs) != 0 {
-		t.Errorf("login service asked %d times, want 0", len(f.reqs))
+	if len(f.Requests()) != 0 {
+		t.Errorf("login service asked %d times, want 0", len(f.Requests()))
 	}
 }

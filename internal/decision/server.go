@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"log/slog"
 	"net"
 	"os"
@@ -12,13 +13,11 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/legate-proxy/legate/internal/auth"
 )
 
 // Login is the login service; *auth.Service is one.
 type Login interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
+	Login(ctx context.Context, req login.Request) login.Result
 }
 
 // Options configure a Server.
@@ -172,7 +171,7 @@ func (s *Server) decide(req Request) Answer {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, Timeout-time.Second)
 	defer cancel()
-	res := s.opts.Login.Login(ctx, auth.Request{User: req.User, Secret: req.Password, IP: parseIP(req.IP),
+	res := s.opts.Login.Login(ctx, login.Request{User: req.User, Secret: req.Password, IP: parseIP(req.IP),
 		Protocol: proto, TLS: req.Secured, Client: "dovecot/" + req.Service})
 	a := Answer{Allow: res.Allowed() && res.User != nil, Outcome: res.Outcome.String(), Rule: string(res.Rule)}
 	if a.Allow {

@@ -15,6 +15,7 @@ package metrics
 
 import (
 	"context"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -25,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
 )
@@ -175,7 +175,7 @@ func (m *Metrics) Handler() http.Handler {
 
 // Observe counts one login decision; its signature matches
 // auth.Options.Observe.
-func (m *Metrics) Observe(req auth.Request, res auth.Result, took time.Duration) {
+func (m *Metrics) Observe(req login.Request, res login.Result, took time.Duration) {
 	if m == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"net/http/httptest"
 	"net/netip"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
 )
@@ -44,9 +44,9 @@ func value(text, series string) float64 {
 	return -1
 }
 
-func login(proto string, o policy.Outcome, r policy.Rule) (auth.Request, auth.Result) {
-	return auth.Request{User: "alice@example.com", Secret: "ABCD-EFGH-JKLM-NPQR", IP: netip.MustParseAddr("192.0.2.7"), Protocol: proto},
-		auth.Result{Decision: policy.Decision{Outcome: o, Rule: r}}
+func attempt(proto string, o policy.Outcome, r policy.Rule) (login.Request, login.Result) {
+	return login.Request{User: "alice@example.com", Secret: "ABCD-EFGH-JKLM-NPQR", IP: netip.MustParseAddr("192.0.2.7"), Protocol: proto},
+		login.Result{Decision: policy.Decision{Outcome: o, Rule: r}}
 }
 
 func TestObserve(t *testing.T) {
@@ -62,7 +62,7 @@ func TestObserve(t *testing.T) {
 		{"ldap", policy.Throttled, policy.RuleThrottled},
 		{"gopher", policy.Refused, "made_up_rule"},
 	} {
-		req, res := login(c.proto, c.o, c.r)
+		req, res := attempt(c.proto, c.o, c.r)
 		m.Observe(req, res, 3*time.Millisecond)
 	}
 	text := scrape(t, m)
@@ -131,7 +131,7 @@ func TestRelayUpstreamReload(t *testing.T) {
 
 func TestNilMetrics(t *testing.T) {
 	var m *Metrics
-	req, res := login("imap", policy.Allow, policy.RuleAllowAppPassword)
+	req, res := attempt("imap", policy.Allow, policy.RuleAllowAppPassword)
 	m.Observe(req, res, time.Millisecond)
 	m.RelayedBytes("imap", ToClient, 1)
 	m.UpstreamError("imap")

@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"context"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -9,7 +10,6 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/portal/demoidp"
 	"github.com/legate-proxy/legate/internal/portal/portaltest"
@@ -48,7 +48,7 @@ func start(t *testing.T, o portaltest.Options) *testEnv {
 
 // imapLogin asks the login service whether secret logs user in over IMAP.
 func (e *testEnv) imapLogin(user, secret string) bool {
-	res := e.backend.Auth.Login(context.Background(), auth.Request{User: user, Secret: secret,
+	res := e.backend.Auth.Login(context.Background(), login.Request{User: user, Secret: secret,
 		IP: netip.MustParseAddr("127.0.0.1"), Protocol: "imap", TLS: true, Client: "portal test"})
 	return res.Allowed()
 }

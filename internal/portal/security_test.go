@@ -1,14 +1,13 @@
 package portal_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -282,7 +281,7 @@ func TestCreateRefusals(t *testing.T) {
 }
 
 func TestAuditAndLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs logintest.LogBuffer
 	e := start(t, portaltest.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	alice := e.NewUser(t, "alice")
 	alice.SignIn(t)
@@ -310,22 +309,4 @@ func TestAuditAndLogs(t *testing.T) {
 			t.Errorf("the secret is in the logs")
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (logs).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -3,6 +3,7 @@ package systemtest
 import (
 	"context"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"strings"
 	"testing"
@@ -71,9 +72,9 @@ func TestNoEnumerationText(t *testing.T) {
 	// The same through the login service: outcome, rule and reason.
 	ctx := context.Background()
 	ip := netip.MustParseAddr("192.0.2.10")
-	var want auth.Result
+	var want login.Result
 	for i, tc := range enumCases {
-		res := lg.Auth().Explain(ctx, auth.Request{User: tc.user, Secret: tc.secret(e), IP: ip, Protocol: policy.IMAP, TLS: true})
+		res := lg.Auth().Explain(ctx, login.Request{User: tc.user, Secret: tc.secret(e), IP: ip, Protocol: policy.IMAP, TLS: true})
 		if i == 0 {
 			want = res
 		}
@@ -86,7 +87,7 @@ func TestNoEnumerationText(t *testing.T) {
 	}
 	// Control: the real password does work, so the cases above failed for
 	// the right reason.
-	if res := lg.Auth().Explain(ctx, auth.Request{User: "alice", Secret: e.alicePW, IP: ip, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
+	if res := lg.Auth().Explain(ctx, login.Request{User: "alice", Secret: e.alicePW, IP: ip, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
 		t.Errorf("alice with her app password: got %v/%s, want allow", res.Outcome, res.Rule)
 	}
 }
@@ -101,9 +102,9 @@ func TestNoEnumerationTiming(t *testing.T) {
 	ctx := context.Background()
 	ip := netip.MustParseAddr("192.0.2.10")
 	const tries, rounds = 600, 8
-	reqs := make([]auth.Request, len(enumCases))
+	reqs := make([]login.Request, len(enumCases))
 	for i, tc := range enumCases {
-		reqs[i] = auth.Request{User: tc.user, Secret: tc.secret(e), IP: ip, Protocol: policy.IMAP, TLS: true}
+		reqs[i] = login.Request{User: tc.user, Secret: tc.secret(e), IP: ip, Protocol: policy.IMAP, TLS: true}
 	}
 	for i := 0; i < 50; i++ { // warm up pools and caches
 		for _, r := range reqs {

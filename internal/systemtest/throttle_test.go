@@ -3,13 +3,13 @@ package systemtest
 import (
 	"context"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -30,7 +30,7 @@ func TestThrottleEndToEnd(t *testing.T) {
 	alicePW := lg.CreateAppPassword(t, "alice", "Laptop")
 	bobPW := lg.CreateAppPassword(t, "bob", "Phone")
 	addr := lg.AddrOf(t, "imap")
-	login := func(tag, user, pw string) string {
+	imapLogin := func(tag, user, pw string) string {
 		t.Helper()
 		c, _ := DialIMAP(t, addr, nil)
 		ans, err := c.Login(tag, user, pw, 20*time.Second)
@@ -44,7 +44,7 @@ func TestThrottleEndToEnd(t *testing.T) {
 	// Hammer alice until throttled.
 	var tries int
 	for tries = 1; tries <= 10; tries++ {
-		ans := login(fmt.Sprintf("h%d", tries), "alice", "WRNG-WRNG-WRNG-WRNG")
+		ans := imapLogin(fmt.Sprintf("h%d", tries), "alice", "WRNG-WRNG-WRNG-WRNG")
 		if strings.HasPrefix(ans, "NO [UNAVAILABLE]") {
 			break
 		}
@@ -57,19 +57,19 @@ func TestThrottleEndToEnd(t *testing.T) {
 	}
 	// The right password from the same network is refused too: the secret
 	// is not even checked.
-	if ans := login("r1", "alice", alicePW); !strings.HasPrefix(ans, "NO [UNAVAILABLE]") {
+	if ans := imapLogin("r1", "alice", alicePW); !strings.HasPrefix(ans, "NO [UNAVAILABLE]") {
 		t.Errorf("alice's right password from 127.0.0.1 while throttled: got %q, want NO [UNAVAILABLE]", ans)
 	}
 
 	ctx := context.Background()
 	other := netip.MustParseAddr("198.51.100.7")
 	// Alice from another network is not locked out of her own account.
-	if res := lg.Auth().Login(ctx, auth.Request{User: "alice", Secret: alicePW, IP: other, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
+	if res := lg.Auth().Login(ctx, login.Request{User: "alice", Secret: alicePW, IP: other, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
 		t.Errorf("alice's right password from %v: got %v/%s, want allow", other, res.Outcome, res.Rule)
 	}
 	// Bob from the throttled client still gets in: the client has fewer
 	// than max_failures_per_ip failures.
-	if ans := login("b1", "bob", bobPW); !strings.HasPrefix(ans, "NO [UNAVAILABLE] Upstream") {
+	if ans := imapLogin("b1", "bob", bobPW); !strings.HasPrefix(ans, "NO [UNAVAILABLE] Upstream") {
 		// The login is allowed; the upstream is a dead address, so the
 		// answer is the upstream's UNAVAILABLE, not the throttle's.
 		t.Errorf("bob's right password from 127.0.0.1 (client not yet blocked): got %q, want NO [UNAVAILABLE] Upstream...", ans)
@@ -77,7 +77,7 @@ func TestThrottleEndToEnd(t *testing.T) {
 	// Two more failures (as bob) bring the client to max_failures_per_ip:
 	// now every user is refused from it.
 	for i := 0; i < perIP-perUser; i++ {
-		if ans := login(fmt.Sprintf("bw%d", i), "bob", "WRNG-WRNG-WRNG-WRNG"); !strings.HasPrefix(ans, "NO [AUTHENTICATIONFAILED]") {
+		if ans := imapLogin(fmt.Sprintf("bw%d", i), "bob", "WRNG-WRNG-WRNG-WRNG"); !strings.HasPrefix(ans, "NO [AUTHENTICATIONFAILED]") {
 			t.Fatalf("bob wrong password %d: got %q, want NO [AUTHENTICATIONFAILED]", i, ans)
 		}
 	}
@@ -89,14 +89,14 @@ func TestThrottleEndToEnd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			ans := login("x-"+u.user, u.user, u.pw)
+			ans := imapLogin("x-"+u.user, u.user, u.pw)
 			mu.Lock()
 			answers[u.user] = fmt.Sprintf("%s (after %v)", ans, time.Since(start).Round(100*time.Millisecond))
 			mu.Unlock()
 		}()
 	}
 	// Meanwhile the per-IP block does not reach other clients.
-	if res := lg.Auth().Login(ctx, auth.Request{User: "bob", Secret: bobPW, IP: other, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
+	if res := lg.Auth().Login(ctx, login.Request{User: "bob", Secret: bobPW, IP: other, Protocol: policy.IMAP, TLS: true}); !res.Allowed() {
 		t.Errorf("bob's right password from %v: got %v/%s, want allow", other, res.Outcome, res.Rule)
 	}
 	wg.Wait()
@@ -109,7 +109,7 @@ func TestThrottleEndToEnd(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	ctx2, cancel := context.WithTimeout(ctx, 100*time.Millisecond) // skip the 5 s delay
 	defer cancel()
-	if res := lg.Auth().Login(ctx2, auth.Request{User: "bob", Secret: bobPW, IP: lo, Protocol: policy.IMAP, TLS: true}); res.Outcome != policy.Throttled {
+	if res := lg.Auth().Login(ctx2, login.Request{User: "bob", Secret: bobPW, IP: lo, Protocol: policy.IMAP, TLS: true}); res.Outcome != policy.Throttled {
 		t.Errorf("bob from 127.0.0.1 via auth.Service: got %v/%s, want throttled", res.Outcome, res.Rule)
 	}
 	t.Logf("answers from the blocked client: %v", answers)

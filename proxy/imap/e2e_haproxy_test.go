@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"net"
 	"net/netip"
 	"os"
@@ -65,7 +66,7 @@ func startHAProxy(t *testing.T, routes map[string]string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", path)
-	out := &syncBuffer{}
+	out := &logintest.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()

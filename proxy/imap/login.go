@@ -4,22 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 )
-
-// Authenticator is the login service (implemented by *auth.Service).
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
-}
-
-var _ Authenticator = (*auth.Service)(nil)
 
 // Answers to refused logins (SPEC §4).
 const (
@@ -31,7 +23,7 @@ const (
 )
 
 // denial returns the tagged answer (without the tag) for a refused login.
-func denial(res auth.Result) string {
+func denial(res login.Result) string {
 	switch res.Outcome {
 	case policy.BadCredentials:
 		return ansBadCredentials
@@ -128,7 +120,7 @@ func (c *conn) login(tag, user, secret string) bool {
 	// A throttle's delay may not outlast the pre-auth deadline: the
 	// answer must reach the client before the connection is closed.
 	actx, cancel := context.WithDeadline(c.ctx, c.answerBy())
-	res := c.opts.Auth.Login(actx, auth.Request{
+	res := c.opts.Auth.Login(actx, login.Request{
 		User: user, Secret: secret, IP: c.ip, Protocol: policy.IMAP, TLS: c.isTLS, Client: c.client,
 	})
 	cancel()

@@ -1,71 +1,23 @@
 package imap
 
 import (
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/legate-proxy/legate/internal/frontend"
 )
 
-// fakeMetrics records what the front-end reports.
-type fakeMetrics struct {
-	mu       sync.Mutex
-	bytes    map[string]int // by direction
-	chunks   int
-	protos   map[string]bool
-	connects int
-	errors   int
-}
-
-func newFakeMetrics() *fakeMetrics {
-	return &fakeMetrics{bytes: map[string]int{}, protos: map[string]bool{}}
-}
-
-func (m *fakeMetrics) RelayedBytes(proto, dir string, n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.bytes[dir] += n
-	m.chunks++
-}
-
-func (m *fakeMetrics) UpstreamError(proto string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.errors++
-}
-
-func (m *fakeMetrics) UpstreamConnect(proto string, d time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	if d > 0 {
-		m.connects++
-	}
-}
-
-func (m *fakeMetrics) snapshot() (up, down, connects, errors int, protos []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for p := range m.protos {
-		protos = append(protos, p)
-	}
-	return m.bytes[frontend.DirToUpstream], m.bytes[frontend.DirToClient], m.connects, m.errors, protos
-}
-
-var _ Metrics = (*fakeMetrics)(nil)
+var _ Metrics = (*logintest.Metrics)(nil)
 
 func TestMetricsRelayedBytesExact(t *testing.T) {
-	fm := newFakeMetrics()
+	fm := logintest.NewMetrics()
 	e := newEnv(t, envOptions{mutate: func(o *Options) { o.Metrics = fm }})
 	c := e.dial()
 	c.expect("* OK")
@@ -95,7 +47,8 @@ func TestMetricsRelayedBytesExact(t *testing.T) {
 	if !waitFor(2*time.Second, func() bool { return e.reg.Count("") == 0 }) {
 		t.Fatalf("session still registered after logout")
 	}
-	up, down, connects, errs, protos := fm.snapshot()
+	snap := fm.Snapshot()
+	up, down, connects, errs, protos := snap.Up, snap.Down, snap.Connects, snap.Errors, snap.Protos
 	if up != len(sent) {
 		t.Errorf("to_upstream: got %d bytes, want %d (what the client sent after login)", up, len(sent))
 	}
@@ -105,19 +58,16 @@ func TestMetricsRelayedBytesExact(t *testing.T) {
 	if connects != 1 || errs != 0 {
 		t.Errorf("upstream connects/errors: got %d/%d, want 1/0", connects, errs)
 	}
-	if len(protos) != 1 || protos[0] != "imap" {
-		t.Errorf("protocols reported: got %v, want [imap]", protos)
+	if protos != "imap" {
+		t.Errorf("protocols reported: got %q, want imap", protos)
 	}
-	fm.mu.Lock()
-	chunks := fm.chunks
-	fm.mu.Unlock()
-	if chunks*100 > up+down {
+	if chunks := snap.Chunks; chunks*100 > up+down {
 		t.Errorf("RelayedBytes calls: got %d for %d bytes, want one per chunk, not per byte", chunks, up+down)
 	}
 }
 
 func TestMetricsUpstreamConnectPerLogin(t *testing.T) {
-	fm := newFakeMetrics()
+	fm := logintest.NewMetrics()
 	e := newEnv(t, envOptions{mutate: func(o *Options) { o.Metrics = fm }})
 	for i := range 3 {
 		c := e.dial()
@@ -125,7 +75,7 @@ func TestMetricsUpstreamConnectPerLogin(t *testing.T) {
 		c.send("z LOGOUT\r\n")
 		c.expect("* BYE")
 		c.expect("z OK")
-		if _, _, connects, _, _ := fm.snapshot(); connects != i+1 {
+		if connects := fm.Snapshot().Connects; connects != i+1 {
 			t.Errorf("after login %d: got %d upstream connects, want %d", i+1, connects, i+1)
 		}
 	}
@@ -134,8 +84,8 @@ func TestMetricsUpstreamConnectPerLogin(t *testing.T) {
 	c.expect("* OK")
 	c.send("a LOGIN alice wrong-secret\r\n")
 	c.expect("a NO [AUTHENTICATIONFAILED]")
-	if _, _, connects, errs, _ := fm.snapshot(); connects != 3 || errs != 0 {
-		t.Errorf("after a bad password: got %d connects, %d errors, want 3, 0", connects, errs)
+	if got := fm.Snapshot(); got.Connects != 3 || got.Errors != 0 {
+		t.Errorf("after a bad password: got %d connects, %d errors, want 3, 0", got.Connects, got.Errors)
 	}
 }
 
@@ -157,7 +107,7 @@ func TestMetricsUpstreamError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fm := newFakeMetrics()
+			fm := logintest.NewMetrics()
 			e := newEnv(t, envOptions{fake: tc.fake, mutate: func(o *Options) {
 				o.Metrics = fm
 				if tc.mutate != nil {
@@ -168,12 +118,13 @@ func TestMetricsUpstreamError(t *testing.T) {
 			c.expect("* OK")
 			c.send("a LOGIN alice " + e.secret["alice"] + "\r\n")
 			c.expect("a " + ansUpstreamDown)
-			up, down, connects, errs, protos := fm.snapshot()
+			snap := fm.Snapshot()
+			up, down, connects, errs, protos := snap.Up, snap.Down, snap.Connects, snap.Errors, snap.Protos
 			if errs != 1 || connects != 0 || up != 0 || down != 0 {
 				t.Errorf("got errors %d, connects %d, bytes %d/%d; want 1, 0, 0/0", errs, connects, up, down)
 			}
-			if len(protos) != 1 || protos[0] != "imap" {
-				t.Errorf("protocols reported: got %v, want [imap]", protos)
+			if protos != "imap" {
+				t.Errorf("protocols reported: got %q, want imap", protos)
 			}
 		})
 	}

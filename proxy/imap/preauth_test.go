@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/store"
 )
 
@@ -26,22 +26,22 @@ import (
 
 // recordingAuth records the requests of an Authenticator.
 type recordingAuth struct {
-	Authenticator
+	login.Authenticator
 	mu   sync.Mutex
-	reqs []auth.Request
+	reqs []login.Request
 }
 
-func (r *recordingAuth) Login(ctx context.Context, req auth.Request) auth.Result {
+func (r *recordingAuth) Login(ctx context.Context, req login.Request) login.Result {
 	r.mu.Lock()
 	r.reqs = append(r.reqs, req)
 	r.mu.Unlock()
 	return r.Authenticator.Login(ctx, req)
 }
 
-func (r *recordingAuth) requests() []auth.Request {
+func (r *recordingAuth) requests() []login.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]auth.Request(nil), r.reqs...)
+	return append([]login.Request(nil), r.reqs...)
 }
 
 // TestSTARTTLSForgetsPlaintextState: an ID sent before STARTTLS (which a

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"net"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/policy"
@@ -70,17 +70,13 @@ type relay struct {
 // register adds the session to the registry before the upstream is
 // dialled, so that a revocation during the upstream login closes it (the
 // kill cancels the dial).
-func (c *conn) register(res auth.Result) (id string, done func()) {
+func (c *conn) register(res login.Result) (id string, done func()) {
 	reg := c.opts.Sessions
 	if reg == nil {
 		return "", func() {}
 	}
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
 	return reg.Register(session.Info{
-		User: res.User.Name, AppPasswordID: apID, Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
+		User: res.User.Name, AppPasswordID: res.AppPasswordID(), Protocol: policy.IMAP, IP: c.ip, Client: c.client, TLS: c.isTLS,
 	}, func() { c.Kill("Session revoked") })
 }
 
@@ -93,11 +89,8 @@ func (c *conn) confirm(id string) bool {
 // session answers the client's login and hands the registered session to
 // two relay goroutines. The connection goroutine returns afterwards; the
 // frame keeps the connection tracked until the last relay goroutine ends.
-func (c *conn) session(tag string, res auth.Result, ul *upstreamLogin, id string, done func()) {
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+func (c *conn) session(tag string, res login.Result, ul *upstreamLogin, id string, done func()) {
+	apID := res.AppPasswordID()
 	r := &relay{c: c, user: res.User.Name, id: id, done: done}
 
 	c.mu.Lock()

@@ -1,36 +1,17 @@
 package imap
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRelayModes runs a session through every combination of client and
 // upstream transport: both relay directions read from plain sockets
@@ -44,7 +25,7 @@ func TestRelayModes(t *testing.T) {
 			name := fmt.Sprintf("client TLS %v, upstream %s", clientTLS, mode)
 			t.Run(name, func(t *testing.T) {
 				lim := connlimit.New(0, 1)
-				var logs syncBuffer
+				var logs logintest.LogBuffer
 				e := newEnv(t, envOptions{upMode: mode, mutate: func(o *Options) {
 					o.Limiter = lim
 					o.Logger = slog.New(slog.NewTextHandler(&logs, nil))

@@ -1,21 +1,11 @@
 package ldap
 
 import (
-	"context"
-	"net/netip"
+	"github.com/legate-proxy/legate/internal/login"
 	"strings"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/policy"
 )
-
-// Authenticator is the login service (implemented by *auth.Service).
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
-}
-
-var _ Authenticator = (*auth.Service)(nil)
 
 // bind handles a BindRequest (RFC 4511 §4.2, RFC 4513 §5.1). Only simple
 // binds with a name and a password can open a session; an anonymous bind
@@ -53,7 +43,7 @@ func (c *clientConn) bind(m *request) bool {
 		c.reply(m, resultConfidentialityRequired, "TLS required: use StartTLS or LDAPS")
 		return true
 	}
-	res := a.Login(c.ctx, auth.Request{User: name, Secret: password, IP: c.ip, Protocol: policy.LDAP, TLS: c.tls})
+	res := a.Login(c.ctx, login.Request{User: name, Secret: password, IP: c.ip, Protocol: policy.LDAP, TLS: c.tls})
 	code, diag := outcomeResult(res)
 	if code == resultSuccess && res.User == nil {
 		code, diag = resultUnavailable, "login service unavailable"
@@ -73,7 +63,7 @@ func (c *clientConn) bind(m *request) bool {
 }
 
 // outcomeResult maps a login outcome to a bind result (SPEC §4).
-func outcomeResult(res auth.Result) (int, string) {
+func outcomeResult(res login.Result) (int, string) {
 	switch res.Outcome {
 	case policy.Allow:
 		return resultSuccess, ""
@@ -97,11 +87,8 @@ func outcomeResult(res auth.Result) (int, string) {
 
 // startSession records the bound user and registers the session, whose
 // kill closes the connection with a Notice of Disconnection.
-func (c *clientConn) startSession(res auth.Result) {
-	var apID string
-	if res.AppPassword != nil {
-		apID = res.AppPassword.ID
-	}
+func (c *clientConn) startSession(res login.Result) {
+	apID := res.AppPasswordID()
 	id := ""
 	var done func()
 	if reg := c.opts.Sessions; reg != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"log/slog"
 	"net"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/connlimit"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -51,7 +51,7 @@ type clientConn struct {
 	killOnce   sync.Once
 
 	mu          sync.Mutex
-	user        *directory.User // nil: not bound (or anonymous)
+	user        *login.User // nil: not bound (or anonymous)
 	sessionID   string
 	sessionDone func()
 	ops         map[int64]*op // in flight, by client message ID

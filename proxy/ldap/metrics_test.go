@@ -2,10 +2,9 @@ package ldap_test
 
 import (
 	"bufio"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"net"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,72 +15,7 @@ import (
 	ldapproxy "github.com/legate-proxy/legate/proxy/ldap"
 )
 
-// fakeMetrics records what the front-end reports.
-type fakeMetrics struct {
-	mu       sync.Mutex
-	bytes    map[string]int // by direction
-	protos   map[string]bool
-	connects int
-	errors   int
-}
-
-var _ ldapproxy.Metrics = (*fakeMetrics)(nil)
-
-func newFakeMetrics() *fakeMetrics {
-	return &fakeMetrics{bytes: map[string]int{}, protos: map[string]bool{}}
-}
-
-func (m *fakeMetrics) RelayedBytes(proto, dir string, n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.bytes[dir] += n
-}
-
-func (m *fakeMetrics) UpstreamError(proto string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.errors++
-}
-
-func (m *fakeMetrics) UpstreamConnect(proto string, d time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	if d > 0 {
-		m.connects++
-	}
-}
-
-type metricsSnapshot struct {
-	up, down, connects, errors int
-	protos                     string
-}
-
-func (m *fakeMetrics) snapshot() metricsSnapshot {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ps []string
-	for p := range m.protos {
-		ps = append(ps, p)
-	}
-	sort.Strings(ps)
-	return metricsSnapshot{m.bytes["to_upstream"], m.bytes["to_client"], m.connects, m.errors, strings.Join(ps, ",")}
-}
-
-// waitSnapshot polls until cond holds (the metrics are reported just after
-// the bytes are written) and returns the last snapshot.
-func (m *fakeMetrics) waitSnapshot(cond func(metricsSnapshot) bool) metricsSnapshot {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		s := m.snapshot()
-		if cond(s) || time.Now().After(deadline) {
-			return s
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var _ ldapproxy.Metrics = (*logintest.Metrics)(nil)
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
@@ -271,8 +205,8 @@ func (rc *rawClient) read() (tag ber.Tag, code int64) {
 func TestMetricsRelayedBytes(t *testing.T) {
 	checkLeaks(t)
 	dir := startDirectory(t)
-	fm := newFakeMetrics()
-	_, addr := startFake(t, ldapproxy.Options{Auth: &fakeAuth{plainOK: true}, Logger: testLogger(t), Metrics: fm,
+	fm := logintest.NewMetrics()
+	_, addr := startFake(t, ldapproxy.Options{Auth: &logintest.Auth{PlainOK: true}, Logger: testLogger(t), Metrics: fm,
 		PoolSize: 1, Upstream: &upstream.Config{Address: dir.ln.Addr().String(), Mode: upstream.ModeNone,
 			MasterUser: "cn=legate,dc=example,dc=com", MasterPassword: "service-secret", DialTimeout: 2 * time.Second}})
 	c := dialRaw(t, addr)
@@ -292,18 +226,18 @@ func TestMetricsRelayedBytes(t *testing.T) {
 	}
 	received := c.cr.n - afterBind
 	c.send(message(9, ber.Encode(ber.ClassApplication, ber.TypePrimitive, 2, nil, ""))) // unbind
-	got := fm.waitSnapshot(func(s metricsSnapshot) bool {
-		return s.up == dir.requestBytes() && s.down == received
+	got := fm.WaitSnapshot(func(s logintest.MetricsSnapshot) bool {
+		return s.Up == dir.requestBytes() && s.Down == received
 	})
-	if got.up == 0 || got.up != dir.requestBytes() {
-		t.Errorf("to_upstream: got %d bytes, want %d (what the directory received, binds aside)", got.up, dir.requestBytes())
+	if got.Up == 0 || got.Up != dir.requestBytes() {
+		t.Errorf("to_upstream: got %d bytes, want %d (what the directory received, binds aside)", got.Up, dir.requestBytes())
 	}
-	if got.down == 0 || got.down != received {
-		t.Errorf("to_client: got %d bytes, want %d (what the client received after its bind)", got.down, received)
+	if got.Down == 0 || got.Down != received {
+		t.Errorf("to_client: got %d bytes, want %d (what the client received after its bind)", got.Down, received)
 	}
-	if got.connects != 1 || got.errors != 0 || got.protos != "ldap" {
+	if got.Connects != 1 || got.Errors != 0 || got.Protos != "ldap" {
 		t.Errorf("got %d connects, %d errors, protocols %q; want 1 (one pooled connection), 0, ldap",
-			got.connects, got.errors, got.protos)
+			got.Connects, got.Errors, got.Protos)
 	}
 }
 
@@ -315,8 +249,8 @@ func TestMetricsUpstreamError(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	fm := newFakeMetrics()
-	_, addr := startFake(t, ldapproxy.Options{Auth: &fakeAuth{plainOK: true}, Logger: testLogger(t), Metrics: fm,
+	fm := logintest.NewMetrics()
+	_, addr := startFake(t, ldapproxy.Options{Auth: &logintest.Auth{PlainOK: true}, Logger: testLogger(t), Metrics: fm,
 		Upstream: &upstream.Config{Address: dead, Mode: upstream.ModeNone, DialTimeout: time.Second}})
 	c := dialRaw(t, addr)
 	c.send(message(1, bindRequest("uid=alice,ou=people,dc=example,dc=com", "allow")))
@@ -329,8 +263,8 @@ func TestMetricsUpstreamError(t *testing.T) {
 			t.Fatalf("search %d: got tag %d code %d, want search done with unavailable (52)", i, tag, code)
 		}
 	}
-	got := fm.snapshot()
-	if got.errors != 2 || got.connects != 0 || got.up != 0 || got.down != 0 || got.protos != "ldap" {
+	got := fm.Snapshot()
+	if got.Errors != 2 || got.Connects != 0 || got.Up != 0 || got.Down != 0 || got.Protos != "ldap" {
 		t.Errorf("got %+v, want 2 ldap upstream errors (one per dial), no connect, no bytes", got)
 	}
 }

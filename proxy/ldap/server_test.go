@@ -2,14 +2,12 @@ package ldap_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,38 +15,11 @@ import (
 	"github.com/go-ldap/ldap/v3"
 	"go.uber.org/goleak"
 
-	"github.com/legate-proxy/legate/internal/auth"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	ldapproxy "github.com/legate-proxy/legate/proxy/ldap"
-	"github.com/legate-proxy/legate/store"
 )
-
-// fakeAuth answers every login with the outcome named by the password.
-type fakeAuth struct {
-	mu       sync.Mutex
-	requests []auth.Request
-	plainOK  bool
-}
-
-func (f *fakeAuth) CredentialsAccepted(tls bool, _ netip.Addr) bool { return tls || f.plainOK }
-
-func (f *fakeAuth) Login(_ context.Context, req auth.Request) auth.Result {
-	f.mu.Lock()
-	f.requests = append(f.requests, req)
-	f.mu.Unlock()
-	outcomes := map[string]policy.Outcome{"allow": policy.Allow, "bad": policy.BadCredentials,
-		"refused": policy.Refused, "expired": policy.Expired, "throttled": policy.Throttled,
-		"down": policy.Unavailable, "tls": policy.TLSRequired}
-	res := auth.Result{Decision: policy.Decision{Outcome: outcomes[req.Secret], Reason: "because " + req.Secret}}
-	if res.Outcome == policy.Allow {
-		res.User = &directory.User{Name: "alice", DN: "uid=alice,ou=people,dc=example,dc=com"}
-		res.AppPassword = &store.AppPassword{ID: "ap1"}
-	}
-	return res
-}
 
 func startFake(t *testing.T, o ldapproxy.Options) (*ldapproxy.Server, string) {
 	t.Helper()
@@ -81,7 +52,7 @@ func dialGoLDAP(t *testing.T, addr string) *ldap.Conn {
 
 func TestBindOutcomes(t *testing.T) {
 	checkLeaks(t)
-	fa := &fakeAuth{plainOK: true}
+	fa := &logintest.Auth{PlainOK: true}
 	_, addr := startFake(t, ldapproxy.Options{Auth: fa, Logger: testLogger(t),
 		Upstream: &upstream.Config{Address: "127.0.0.1:1", DialTimeout: time.Second}})
 	tests := []struct {
@@ -122,15 +93,14 @@ func TestBindOutcomes(t *testing.T) {
 			}
 		})
 	}
-	fa.mu.Lock()
-	defer fa.mu.Unlock()
-	if len(fa.requests) == 0 || fa.requests[0].User != "uid=alice,ou=people,dc=example,dc=com" || fa.requests[0].Protocol != policy.LDAP {
-		t.Errorf("first auth request: got %+v, want the bind DN as user and protocol ldap", fa.requests[0])
+	reqs := fa.Requests()
+	if len(reqs) == 0 || reqs[0].User != "uid=alice,ou=people,dc=example,dc=com" || reqs[0].Protocol != policy.LDAP {
+		t.Errorf("first auth request: got %+v, want the bind DN as user and protocol ldap", reqs)
 	}
 }
 
 func TestPlaintextRefusedAndPreBind(t *testing.T) {
-	fa := &fakeAuth{}
+	fa := &logintest.Auth{}
 	_, addr := startFake(t, ldapproxy.Options{Auth: fa, Logger: testLogger(t)})
 	c := dialGoLDAP(t, addr)
 	if err := c.Bind("alice", "allow"); !ldap.IsErrorWithCode(err, 13) {
@@ -159,8 +129,8 @@ func TestPlaintextRefusedAndPreBind(t *testing.T) {
 	if err := c.ExternalBind(); !ldap.IsErrorWithCode(err, 7) {
 		t.Errorf("SASL EXTERNAL Bind: got %v, want 7", err)
 	}
-	if len(fa.requests) != 0 {
-		t.Errorf("login service asked %d times, want 0 (nothing reached it)", len(fa.requests))
+	if len(fa.Requests()) != 0 {
+		t.Errorf("login service asked %d times, want 0 (nothing reached it)", len(fa.Requests()))
 	}
 }
 
@@ -195,7 +165,7 @@ func readNotice(t *testing.T, c net.Conn) (code int64, ok bool) {
 
 func TestMalformedInput(t *testing.T) {
 	checkLeaks(t)
-	_, addr := startFake(t, ldapproxy.Options{Auth: &fakeAuth{}, Logger: testLogger(t), MaxPDUSize: 64 << 10})
+	_, addr := startFake(t, ldapproxy.Options{Auth: &logintest.Auth{}, Logger: testLogger(t), MaxPDUSize: 64 << 10})
 	deep := []byte{0x04, 0x00}
 	for range 60 {
 		deep = append([]byte{0x30, byte(len(deep))}, deep...)
@@ -259,7 +229,7 @@ func berLen(tag byte, n int) []byte {
 func TestKillSendsNotice(t *testing.T) {
 	checkLeaks(t)
 	reg := session.New()
-	_, addr := startFake(t, ldapproxy.Options{Auth: &fakeAuth{plainOK: true}, Sessions: reg, Logger: testLogger(t)})
+	_, addr := startFake(t, ldapproxy.Options{Auth: &logintest.Auth{PlainOK: true}, Sessions: reg, Logger: testLogger(t)})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +291,7 @@ func checkLeaks(t *testing.T) {
 // connection with protocolError before the login service (lookup, audit)
 // sees it; 1 KiB exactly is still a bind.
 func TestLongBindDNIsProtocolError(t *testing.T) {
-	fa := &fakeAuth{plainOK: true}
+	fa := &logintest.Auth{PlainOK: true}
 	_, addr := startFake(t, ldapproxy.Options{Auth: fa, Logger: testLogger(t)})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -335,9 +305,7 @@ func TestLongBindDNIsProtocolError(t *testing.T) {
 	if code, ok := readNotice(t, c); !ok || code != 2 {
 		t.Errorf("got notice %v code %d, want protocolError (2)", ok, code)
 	}
-	fa.mu.Lock()
-	n := len(fa.requests)
-	fa.mu.Unlock()
+	n := len(fa.Requests())
 	if n != 0 {
 		t.Errorf("login service asked %d times, want 0", n)
 	}

@@ -3,9 +3,9 @@ package smtp
 import (
 	"encoding/base64"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"strings"
 
-	"github.com/legate-proxy/legate/internal/auth"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -81,7 +81,7 @@ func (c *conn) login(authzid, user, secret string) error {
 		c.log.Warn("login refused: authorization identity differs", "user", user)
 		return replyAuthzid
 	}
-	res := c.opts.Auth.Login(c.ctx, auth.Request{
+	res := c.opts.Auth.Login(c.ctx, login.Request{
 		User: user, Secret: secret, IP: c.ip, Protocol: policy.SMTP,
 		TLS: c.tls, Client: c.hello,
 	})
@@ -93,9 +93,7 @@ func (c *conn) login(authzid, user, secret string) error {
 		return replyAuthUnavail
 	}
 	c.user = res.User
-	if res.AppPassword != nil {
-		c.apID = res.AppPassword.ID
-	}
+	c.apID = res.AppPasswordID()
 	// Register before the dial: a revocation during it closes the session.
 	if reg := c.opts.Sessions; reg != nil {
 		name := c.user.Name

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/legate-proxy/legate/internal/login"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/legate-proxy/legate/internal/connlimit"
-	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/policy"
 )
@@ -61,7 +61,7 @@ type conn struct {
 	preauth int    // commands before authentication
 	bad     int    // unrecognised commands
 
-	user  *directory.User
+	user  *login.User
 	apID  string
 	regID string
 	unreg func()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/legate-proxy/legate/internal/login"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -13,8 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/legate-proxy/legate/internal/auth"
 )
 
 // ---- a recording upstream: speaks just enough SMTP and keeps every byte ----
@@ -263,10 +262,10 @@ func TestXCLIENT(t *testing.T) {
 
 // loopbackPlain lets the proxy's client log in without TLS, as
 // policy.allow_plaintext_loopback does.
-type loopbackPlain struct{ Authenticator }
+type loopbackPlain struct{ login.Authenticator }
 
 func (a loopbackPlain) CredentialsAccepted(bool, netip.Addr) bool { return true }
-func (a loopbackPlain) Login(ctx context.Context, req auth.Request) auth.Result {
+func (a loopbackPlain) Login(ctx context.Context, req login.Request) login.Result {
 	req.TLS = true
 	return a.Authenticator.Login(ctx, req)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"io"
 	"log/slog"
 	"net"
@@ -202,26 +203,10 @@ type env struct {
 	certs   *testenv.Certs
 	clock   *clock
 	store   *bolt.Store
-	logs    *syncBuffer
+	logs    *logintest.LogBuffer
 	// secrets of app passwords by user
 	secret  map[string]string
 	expired string // alice's app password that expires in an hour
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type tlogWriter struct{ t testing.TB }
@@ -237,7 +222,7 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, up: startUpstream(t), reg: session.New(), certs: testenv.NewCerts(t),
-		clock: &clock{}, logs: &syncBuffer{}, secret: map[string]string{}}
+		clock: &clock{}, logs: &logintest.LogBuffer{}, secret: map[string]string{}}
 	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "legate.db")})
 	if err != nil {
 		t.Fatal(err)

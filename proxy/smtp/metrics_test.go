@@ -1,71 +1,19 @@
 package smtp
 
 import (
+	"github.com/legate-proxy/legate/internal/login/logintest"
 	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
-// fakeMetrics records what the front-end reports.
-type fakeMetrics struct {
-	mu       sync.Mutex
-	bytes    map[string]int // by direction
-	protos   map[string]bool
-	connects int
-	errors   int
-}
-
-var _ Metrics = (*fakeMetrics)(nil)
-
-func newFakeMetrics() *fakeMetrics {
-	return &fakeMetrics{bytes: map[string]int{}, protos: map[string]bool{}}
-}
-
-func (m *fakeMetrics) RelayedBytes(proto, dir string, n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.bytes[dir] += n
-}
-
-func (m *fakeMetrics) UpstreamError(proto string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	m.errors++
-}
-
-func (m *fakeMetrics) UpstreamConnect(proto string, d time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.protos[proto] = true
-	if d > 0 {
-		m.connects++
-	}
-}
-
-type metricsSnapshot struct {
-	up, down, connects, errors int
-	protos                     string
-}
-
-func (m *fakeMetrics) snapshot() metricsSnapshot {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ps []string
-	for p := range m.protos {
-		ps = append(ps, p)
-	}
-	return metricsSnapshot{m.bytes["to_upstream"], m.bytes["to_client"], m.connects, m.errors, strings.Join(ps, ",")}
-}
+var _ Metrics = (*logintest.Metrics)(nil)
 
 func TestMetricsRelay(t *testing.T) {
-	fm := newFakeMetrics()
+	fm := logintest.NewMetrics()
 	e := newEnv(t, func(o *Options) { o.Metrics = fm })
 	rc := e.dialAuthed("alice")
-	if got := fm.snapshot(); got.connects != 1 || got.errors != 0 || got.up != 0 {
+	if got := fm.Snapshot(); got.Connects != 1 || got.Errors != 0 || got.Up != 0 {
 		t.Fatalf("after AUTH: got %+v, want one upstream connect, no error, no bytes", got)
 	}
 	bodies := []string{
@@ -86,15 +34,15 @@ func TestMetricsRelay(t *testing.T) {
 	for _, m := range e.up.messages() {
 		upstreamGot += int(m.Len)
 	}
-	got := fm.snapshot()
-	if got.up != want || upstreamGot != want {
-		t.Errorf("to_upstream: got %d bytes (upstream received %d), want %d (the message bodies)", got.up, upstreamGot, want)
+	got := fm.Snapshot()
+	if got.Up != want || upstreamGot != want {
+		t.Errorf("to_upstream: got %d bytes (upstream received %d), want %d (the message bodies)", got.Up, upstreamGot, want)
 	}
-	if got.down != 0 {
-		t.Errorf("to_client: got %d bytes, want 0 (not counted for SMTP)", got.down)
+	if got.Down != 0 {
+		t.Errorf("to_client: got %d bytes, want 0 (not counted for SMTP)", got.Down)
 	}
-	if got.connects != 1 || got.errors != 0 || got.protos != "smtp" {
-		t.Errorf("got %d connects, %d errors, protocols %q; want 1, 0, smtp", got.connects, got.errors, got.protos)
+	if got.Connects != 1 || got.Errors != 0 || got.Protos != "smtp" {
+		t.Errorf("got %d connects, %d errors, protocols %q; want 1, 0, smtp", got.Connects, got.Errors, got.Protos)
 	}
 }
 
@@ -115,13 +63,13 @@ func TestMetricsUpstreamError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fm := newFakeMetrics()
+			fm := logintest.NewMetrics()
 			e := newEnv(t, func(o *Options) {
 				o.Metrics = fm
 				tc.mutate(o)
 			})
 			e.dialAuthedExpect("alice", 454, "4.7.0")
-			if got := fm.snapshot(); got.errors != 1 || got.connects != 0 || got.up != 0 || got.protos != "smtp" {
+			if got := fm.Snapshot(); got.Errors != 1 || got.Connects != 0 || got.Up != 0 || got.Protos != "smtp" {
 				t.Errorf("got %+v, want one smtp upstream error, no connect, no bytes", got)
 			}
 		})

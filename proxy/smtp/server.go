@@ -34,9 +34,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/legate-proxy/legate/internal/auth"
-	"github.com/legate-proxy/legate/internal/connlimit"
 	"github.com/legate-proxy/legate/internal/frontend"
+	"github.com/legate-proxy/legate/internal/login"
 	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
@@ -45,14 +44,18 @@ import (
 // it is the one sentinel of every front-end (internal/frontend).
 var ErrServerClosed = frontend.ErrServerClosed
 
-// Authenticator is the login service as this front-end uses it;
-// *auth.Service implements it.
-type Authenticator interface {
-	Login(ctx context.Context, req auth.Request) auth.Result
-	CredentialsAccepted(tls bool, ip netip.Addr) bool
+// SessionRegistry is the live-session registry as this front-end uses it
+// (*session.Registry implements it): register a session after the login,
+// then confirm it once the upstream has accepted it.
+type SessionRegistry interface {
+	Register(info session.Info, closeFn func()) (id string, done func())
+	Confirm(ctx context.Context, id string) bool
 }
 
-var _ Authenticator = (*auth.Service)(nil)
+// ConnLimiter bounds connections (*connlimit.Limiter implements it).
+type ConnLimiter interface {
+	Acquire(ip netip.Addr) (release func(), ok bool)
+}
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
@@ -74,12 +77,12 @@ const (
 // Upstream works.
 type Options struct {
 	// Auth decides logins. Required.
-	Auth Authenticator
+	Auth login.Authenticator
 	// Sessions registers authenticated sessions so that revocation can close
 	// them; nil means sessions are not registered.
-	Sessions *session.Registry
+	Sessions SessionRegistry
 	// Limiter bounds connections per IP and in total; nil means unlimited.
-	Limiter *connlimit.Limiter
+	Limiter ConnLimiter
 	// Upstream is the submission server transactions are relayed to.
 	// Required.
 	Upstream *upstream.Config
