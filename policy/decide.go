@@ -29,7 +29,7 @@ func (t *trace) fail(o Outcome, r Rule, reason, format string, args ...any) Deci
 }
 
 // CredentialsAccepted reports whether credentials may be sent on a connection
-// at all (SPEC §3 step 1). Front-ends use it to decide what to advertise
+// at all (docs/contract.md §3 step 1). Front-ends use it to decide what to advertise
 // (IMAP LOGINDISABLED, SMTP AUTH only after STARTTLS, LDAP confidentialityRequired).
 func (c *Config) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 	if tls || !c.RequireTLS {
@@ -67,7 +67,7 @@ func precheck(c *Config, in Input, t *trace) (Decision, bool) {
 	return Decision{}, true
 }
 
-// Decide makes the login decision of SPEC §3. It is pure: the same input
+// Decide makes the login decision of docs/contract.md §3. It is pure: the same input
 // always gives the same decision.
 func Decide(c *Config, in Input) Decision {
 	t := trace{on: !in.NoTrace}

@@ -240,7 +240,7 @@ func TestDecideExpiry(t *testing.T) {
 }
 
 // TestDecideOrder checks that when several rules would refuse, the earliest
-// in SPEC §3 order decides.
+// in docs/contract.md §3 order decides.
 func TestDecideOrder(t *testing.T) {
 	expired := func(c *Credential) { c.Expires = now.Add(-time.Hour) }
 	allOff := func(c *Config) {

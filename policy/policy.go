@@ -6,7 +6,7 @@
 // then hands the facts here. Every decision carries the rule that decided it
 // and a step-by-step trace, which `legate explain` prints and the audit log keeps.
 //
-// The order of the rules follows the product contract (SPEC §3):
+// The order of the rules follows the product contract (docs/contract.md §3):
 //  1. TLS required on plaintext connections (loopback optionally exempt);
 //  2. throttled clients are refused before the secret is checked;
 //  3. the secret must match an app password of the user, or the primary password
@@ -20,7 +20,6 @@ package policy
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 )
@@ -32,11 +31,12 @@ const (
 	LDAP = "ldap"
 )
 
-// Protocols lists every protocol Legate fronts, in canonical order.
-var Protocols = []string{IMAP, SMTP, LDAP}
+// Protocols returns every protocol Legate fronts, in canonical order (a new
+// slice each time: the list itself cannot be changed).
+func Protocols() []string { return []string{IMAP, SMTP, LDAP} }
 
 // ValidProtocol reports whether p names a protocol Legate fronts.
-func ValidProtocol(p string) bool { return slices.Contains(Protocols, p) }
+func ValidProtocol(p string) bool { return p == IMAP || p == SMTP || p == LDAP }
 
 // Config is the policy part of the configuration. The zero value requires TLS
 // for nothing and allows every protocol; use Default for the documented defaults.
@@ -61,11 +61,11 @@ type Config struct {
 	ExpireUnusedAfter time.Duration
 }
 
-// Default returns the policy defaults of SPEC §8.
+// Default returns the policy defaults of docs/contract.md §8.
 func Default() Config {
 	return Config{
 		RequireTLS:             true,
-		Protocols:              slices.Clone(Protocols),
+		Protocols:              Protocols(),
 		RevokeOnPasswordChange: true,
 	}
 }
@@ -126,7 +126,7 @@ type Input struct {
 	NoTrace bool
 }
 
-// Outcome classifies a decision into the protocol answers of SPEC §4.
+// Outcome classifies a decision into the protocol answers of docs/contract.md §4.
 type Outcome int
 
 const (

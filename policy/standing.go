@@ -17,7 +17,7 @@ type Refusal struct {
 
 // MayUseLegacyAuth applies the rules on the user alone that decide whether
 // they may use legacy authentication at all — log in with an app password or
-// a trusted-network primary password, or hold app passwords (SPEC §1, §3
+// a trusted-network primary password, or hold app passwords (docs/contract.md §1, §3
 // step 4): legacy authentication blocked (globally, for the user or one of
 // their groups) and administrators. ok is false with the refusing rule
 // otherwise. Decide applies it to every login; creating an app password
@@ -41,7 +41,7 @@ func (c *Config) MayUseLegacyAuth(u *User) (Refusal, bool) {
 }
 
 // CredentialStatus applies the rules on an app password that make it stop
-// working with time (SPEC §1, §3 step 4): its expiry, a primary-password
+// working with time (docs/contract.md §1, §3 step 4): its expiry, a primary-password
 // change after it was created (policy.revoke_on_password_change; zero
 // passwordChanged: unknown), and expire_unused_after. ok is true while the
 // password is current. Decide refuses a login with the same rule; `legate

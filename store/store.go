@@ -3,7 +3,7 @@
 // App passwords are generated here from crypto/rand (16 characters from an
 // alphabet without look-alikes, shown as XXXX-XXXX-XXXX-XXXX) and stored only as
 // HMAC-SHA-256 under a server key that lives in a file beside the database
-// (SPEC §1). Lookup goes through a hash→id index, never a scan.
+// (docs/contract.md §1). Lookup goes through a hash→id index, never a scan.
 //
 // Store is the interface the rest of Legate uses. The backends live in their
 // own packages: store/bolt (go.etcd.io/bbolt) is the embedded one, store/etcd

@@ -5,7 +5,7 @@
 //	→ {"op":"apppass.create","args":{...}}
 //	← {"result":{...}} or {"error":"...","usage":true}
 //
-// Server dispatches to a control.Local; Client implements the same methods
+// Server dispatches to a control.Service; Client implements the same methods
 // so the CLI does not care whether it talks to a server or to the database.
 package admin
 
@@ -54,7 +54,7 @@ type userArg struct {
 }
 
 // handler runs one operation.
-type handler func(ctx context.Context, l *control.Local, args json.RawMessage) (any, error)
+type handler func(ctx context.Context, l *control.Service, args json.RawMessage) (any, error)
 
 func decodeArgs[T any](raw json.RawMessage) (T, error) {
 	var v T
@@ -68,8 +68,8 @@ func decodeArgs[T any](raw json.RawMessage) (T, error) {
 }
 
 // op adapts a typed control method to a handler.
-func op[A, R any](f func(*control.Local, context.Context, A) (R, error)) handler {
-	return func(ctx context.Context, l *control.Local, raw json.RawMessage) (any, error) {
+func op[A, R any](f func(*control.Service, context.Context, A) (R, error)) handler {
+	return func(ctx context.Context, l *control.Service, raw json.RawMessage) (any, error) {
 		a, err := decodeArgs[A](raw)
 		if err != nil {
 			return nil, err
@@ -79,25 +79,25 @@ func op[A, R any](f func(*control.Local, context.Context, A) (R, error)) handler
 }
 
 var handlers = map[string]handler{
-	OpCreate: op((*control.Local).CreateAppPassword),
-	OpList: op(func(l *control.Local, ctx context.Context, a userArg) ([]control.Listed, error) {
+	OpCreate: op((*control.Service).CreateAppPassword),
+	OpList: op(func(l *control.Service, ctx context.Context, a userArg) ([]control.Listed, error) {
 		return l.ListAppPasswords(ctx, a.User)
 	}),
-	OpRevoke:  op((*control.Local).RevokeAppPasswords),
-	OpExplain: op((*control.Local).Explain),
-	OpAudit:   op((*control.Local).Audit),
-	OpVerifyAudit: op(func(l *control.Local, ctx context.Context, _ struct{}) (store.VerifyResult, error) {
+	OpRevoke:  op((*control.Service).RevokeAppPasswords),
+	OpExplain: op((*control.Service).Explain),
+	OpAudit:   op((*control.Service).Audit),
+	OpVerifyAudit: op(func(l *control.Service, ctx context.Context, _ struct{}) (store.VerifyResult, error) {
 		return l.VerifyAudit(ctx)
 	}),
-	OpSessions: op(func(l *control.Local, ctx context.Context, a userArg) ([]session.Info, error) {
+	OpSessions: op(func(l *control.Service, ctx context.Context, a userArg) ([]session.Info, error) {
 		return l.Sessions(ctx, a.User)
 	}),
-	OpKill:   op((*control.Local).KillSessions),
-	OpReport: op((*control.Local).Report),
+	OpKill:   op((*control.Service).KillSessions),
+	OpReport: op((*control.Service).Report),
 }
 
 // serveOne answers one request read from rw.
-func serveOne(ctx context.Context, l *control.Local, r io.Reader, w io.Writer) error {
+func serveOne(ctx context.Context, l *control.Service, r io.Reader, w io.Writer) error {
 	var req request
 	if err := json.NewDecoder(io.LimitReader(r, maxRequest)).Decode(&req); err != nil {
 		return writeResponse(w, response{Error: "admin: bad request: " + err.Error(), Usage: true})

@@ -26,7 +26,7 @@ const OperationTimeout = time.Minute
 
 // Server answers the CLI on a unix socket.
 type Server struct {
-	local  *control.Local
+	local  *control.Service
 	log    *slog.Logger
 	ln     net.Listener
 	path   string
@@ -93,11 +93,11 @@ func kind(m fs.FileMode) string {
 // Listen creates the socket at path (mode 0600). A stale socket left by a
 // crashed process is removed; a live one is ErrInUse; anything that is not a
 // socket is ErrNotSocket and stays as it is.
-func Listen(path string, local *control.Local, log *slog.Logger) (*Server, error) {
+func Listen(path string, local *control.Service, log *slog.Logger) (*Server, error) {
 	return listen(path, local, log, RequestTimeout)
 }
 
-func listen(path string, local *control.Local, log *slog.Logger, requestTimeout time.Duration) (*Server, error) {
+func listen(path string, local *control.Service, log *slog.Logger, requestTimeout time.Duration) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}

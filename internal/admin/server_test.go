@@ -47,7 +47,7 @@ func TestListenRefusesNonSocket(t *testing.T) {
 		if err := CheckPath(p); !errors.Is(err, ErrNotSocket) {
 			t.Errorf("CheckPath(%s) = %v, want ErrNotSocket", p, err)
 		}
-		s, err := Listen(p, &control.Local{}, quiet())
+		s, err := Listen(p, &control.Service{}, quiet())
 		if !errors.Is(err, ErrNotSocket) {
 			if s != nil {
 				s.Close()
@@ -77,7 +77,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen(path, &control.Local{}, quiet()); !errors.Is(err, ErrInUse) {
+	if _, err := Listen(path, &control.Service{}, quiet()); !errors.Is(err, ErrInUse) {
 		t.Errorf("live socket: got %v, want ErrInUse", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
@@ -85,7 +85,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err := CheckPath(path); err != nil {
 		t.Errorf("CheckPath of a stale socket: %v", err)
 	}
-	s, err := Listen(path, &control.Local{}, quiet())
+	s, err := Listen(path, &control.Service{}, quiet())
 	if err != nil {
 		t.Fatalf("stale socket: %v", err)
 	}
@@ -99,7 +99,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 // does not hold Close (it held it for two minutes before).
 func TestCloseEndsIdleConnections(t *testing.T) {
 	path := filepath.Join(sockDir(t), "admin.sock")
-	s, err := Listen(path, &control.Local{}, quiet())
+	s, err := Listen(path, &control.Service{}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestRequestTimeout(t *testing.T) {
 		t.Errorf("RequestTimeout = %v: an idle client should be cut off within seconds", RequestTimeout)
 	}
 	path := filepath.Join(sockDir(t), "admin.sock")
-	s, err := listen(path, &control.Local{}, quiet(), 200*time.Millisecond)
+	s, err := listen(path, &control.Service{}, quiet(), 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestRequestTimeout(t *testing.T) {
 func TestDialRefusesForeignSocket(t *testing.T) {
 	dir := sockDir(t)
 	path := filepath.Join(dir, "admin.sock")
-	s, err := Listen(path, &control.Local{}, quiet())
+	s, err := Listen(path, &control.Service{}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,8 @@
-// Package auth is the one login service every front-end calls (SPEC §3). It
+// Package auth is the one login service every front-end calls (docs/contract.md §3). It
 // looks the user up in the directory, verifies the secret (an app password;
 // the primary password only from a trusted network), asks policy.Decide,
 // writes the audit record, notes the last use and returns a Result whose
-// Outcome maps to the protocol answers of SPEC §4.
+// Outcome maps to the protocol answers of docs/contract.md §4.
 //
 // Unknown users and wrong passwords cost the same: the app-password check (one
 // HMAC and one index lookup) runs whether or not the user exists, and both
@@ -26,7 +26,7 @@ import (
 
 var _ login.Authenticator = (*Service)(nil)
 
-// Throttler limits repeated failures (SPEC §7). Implementations are safe for
+// Throttler limits repeated failures (docs/contract.md §7). Implementations are safe for
 // concurrent use.
 type Throttler interface {
 	// Check reports whether a try from ip for user is refused outright, and
@@ -59,12 +59,12 @@ type Service struct {
 	store store.Store
 	// rt is the policy and directory in force, published together: a login
 	// loads it once and never sees a new policy with an old directory.
-	rt      atomic.Pointer[Runtime]
-	setMu   sync.Mutex // serialises SetPolicy/SetDirectory (copy on write)
-	throttl Throttler
-	log     *slog.Logger
-	now     func() time.Time
-	observe func(login.Request, login.Result, time.Duration)
+	rt       atomic.Pointer[Runtime]
+	setMu    sync.Mutex // serialises SetPolicy/SetDirectory (copy on write)
+	throttle Throttler
+	log      *slog.Logger
+	now      func() time.Time
+	observe  func(login.Request, login.Result, time.Duration)
 }
 
 // Runtime is the part of a configuration a login decision reads: one
@@ -76,7 +76,7 @@ type Runtime struct {
 
 // New returns a login service.
 func New(o Options) *Service {
-	s := &Service{store: o.Store, throttl: o.Throttle, log: o.Logger, now: o.Now, observe: o.Observe}
+	s := &Service{store: o.Store, throttle: o.Throttle, log: o.Logger, now: o.Now, observe: o.Observe}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -131,7 +131,7 @@ func (s *Service) Directory() directory.Directory { return s.rt.Load().Directory
 func (s *Service) Store() store.Store { return s.store }
 
 // CredentialsAccepted reports whether credentials may be offered on a
-// connection (SPEC §3 step 1), for what front-ends advertise.
+// connection (docs/contract.md §3 step 1), for what front-ends advertise.
 func (s *Service) CredentialsAccepted(tls bool, ip netip.Addr) bool {
 	return s.rt.Load().Policy.CredentialsAccepted(tls, ip)
 }
@@ -190,8 +190,8 @@ func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool)
 	// work), and under the canonical name once it is known, so that
 	// spelling a name differently (ALICE, alice@example.com) does not buy
 	// a fresh budget.
-	if !explain && s.throttl != nil {
-		ev.delay, in.Throttled = s.throttl.Check(req.IP, ev.name)
+	if !explain && s.throttle != nil {
+		ev.delay, in.Throttled = s.throttle.Check(req.IP, ev.name)
 	}
 	if d, ok := policy.Precheck(pol, in); !ok {
 		ev.res = login.Result{Decision: d}
@@ -209,8 +209,8 @@ func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool)
 	}
 	if u != nil && u.Name != ev.name {
 		ev.name = u.Name
-		if !explain && s.throttl != nil {
-			delay, blocked := s.throttl.Check(req.IP, ev.name)
+		if !explain && s.throttle != nil {
+			delay, blocked := s.throttle.Check(req.IP, ev.name)
 			ev.delay = max(ev.delay, delay)
 			if blocked {
 				in.Throttled = true
@@ -288,12 +288,12 @@ func CredentialOf(ap store.AppPassword) *policy.Credential {
 // directory knows the login.
 func (s *Service) record(req login.Request, ev evaluation) {
 	res, user := ev.res, ev.name
-	if s.throttl != nil {
+	if s.throttle != nil {
 		switch res.Outcome {
 		case policy.Allow:
-			s.throttl.Success(req.IP, user)
+			s.throttle.Success(req.IP, user)
 		case policy.BadCredentials:
-			s.throttl.Failure(req.IP, user)
+			s.throttle.Failure(req.IP, user)
 		}
 	}
 	outcome := "deny"

@@ -1,4 +1,4 @@
-// Package authhttp answers nginx's mail `auth_http` requests (SPEC §9): a site
+// Package authhttp answers nginx's mail `auth_http` requests (docs/contract.md §9): a site
 // that keeps nginx as its mail proxy gets Legate's app passwords, policy,
 // throttling and audit. nginx sends the credentials it read from the client
 // in request headers; on allow Legate answers with the upstream address and

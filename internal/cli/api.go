@@ -16,7 +16,7 @@ import (
 	"github.com/legate-proxy/legate/store"
 )
 
-// API is what the CLI needs; control.Local (in-process, on the database) and
+// API is what the CLI needs; control.Service (in-process, on the database) and
 // admin.Client (a running server, over the admin socket) both provide it.
 type API interface {
 	CreateAppPassword(ctx context.Context, a control.CreateArgs) (control.Created, error)
@@ -31,7 +31,7 @@ type API interface {
 }
 
 var (
-	_ API = (*control.Local)(nil)
+	_ API = (*control.Service)(nil)
 	_ API = (*admin.Client)(nil)
 )
 
@@ -66,7 +66,7 @@ func openAPI(ctx context.Context, cfgPath string) (api API, close func(), err er
 	}
 	svc := auth.New(auth.Options{Store: st, Directory: dir, Policy: daemon.PolicyOf(cfg), Logger: log})
 	limit := cfg.Policy.MaxAppPasswordsPerUser
-	local := &control.Local{Store: st, Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return limit },
+	local := &control.Service{Store: st, Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return limit },
 		UpstreamLogin: cfg.UpstreamLogin}
 	return local, func() { st.Close() }, nil
 }

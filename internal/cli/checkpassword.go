@@ -20,7 +20,7 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // runCheckpassword implements `legate checkpassword [--socket PATH] PROG
-// [ARGS...]`, the checkpassword interface Dovecot's passdb calls (SPEC §9):
+// [ARGS...]`, the checkpassword interface Dovecot's passdb calls (docs/contract.md §9):
 // user\0password\0 on fd 3; exit 0 running PROG on allow (with USER set to
 // the canonical name), 1 on deny, 111 when Legate cannot be asked.
 func runCheckpassword(ctx context.Context, env Env, args []string) error {

@@ -2,7 +2,7 @@ package config
 
 import "time"
 
-// Audit bounds the audit log (SPEC §10).
+// Audit bounds the audit log (docs/contract.md §10).
 type Audit struct {
 	// Retain is how long audit records are kept; older ones are pruned
 	// (hourly) and the chain stays verifiable from an anchor. Default

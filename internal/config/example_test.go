@@ -13,7 +13,7 @@ import (
 
 const examplePath = "../../config.example.yaml"
 
-// specKeys are the key paths of SPEC §8, the contract outside tests write.
+// specKeys are the key paths of docs/contract.md §8, the contract outside tests write.
 var specKeys = []string{
 	"listen", "listen.imap", "listen.imaps", "listen.submission", "listen.submissions",
 	"listen.ldap", "listen.ldaps", "listen.http", "listen.portal", "listen.admin",
@@ -137,7 +137,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	schema := schemaKeys(reflect.TypeFor[Config](), "")
 	for _, k := range specKeys {
 		if !slices.Contains(schema, k) {
-			t.Errorf("SPEC §8 key %s is not accepted by Config", k)
+			t.Errorf("docs/contract.md §8 key %s is not accepted by Config", k)
 		}
 	}
 	for _, k := range schema {

@@ -1,5 +1,5 @@
 // Package connlimit bounds connections: in total and per client IP, shared by
-// every front-end so that the limits of SPEC §8 (limits.max_connections,
+// every front-end so that the limits of docs/contract.md §8 (limits.max_connections,
 // limits.max_connections_per_ip) hold across protocols.
 package connlimit
 

@@ -36,10 +36,10 @@ type Explainer interface {
 	Explain(ctx context.Context, req login.Request) login.Result
 }
 
-// Local performs operations in this process. Its rules come from policy
+// Service performs operations in this process. Its rules come from policy
 // (the same helpers policy.Decide applies to logins); users are named by
 // their canonical name, resolved through the directory (docs/identity.md).
-type Local struct {
+type Service struct {
 	// Store holds app passwords and the audit log; required.
 	Store store.Store
 	// Directory returns the directory in force (reload may replace it);
@@ -61,7 +61,7 @@ type Local struct {
 	UpstreamLogin func(protocol, name string, addresses []string) string
 }
 
-func (l *Local) now() time.Time {
+func (l *Service) now() time.Time {
 	if l.Now != nil {
 		return l.Now()
 	}
@@ -107,7 +107,7 @@ type Revoked struct {
 }
 
 // lookup resolves a login name to the directory user it names.
-func (l *Local) lookup(ctx context.Context, login string) (*directory.User, error) {
+func (l *Service) lookup(ctx context.Context, login string) (*directory.User, error) {
 	u, err := l.Directory().Lookup(ctx, login)
 	if errors.Is(err, directory.ErrNoSuchUser) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownUser, login)
@@ -120,7 +120,7 @@ func (l *Local) lookup(ctx context.Context, login string) (*directory.User, erro
 // (normalised), so that the records of a user since removed from the
 // directory can still be listed and revoked under their canonical name.
 // u is nil in the second case.
-func (l *Local) owner(ctx context.Context, login string) (name string, u *directory.User, err error) {
+func (l *Service) owner(ctx context.Context, login string) (name string, u *directory.User, err error) {
 	u, err = l.Directory().Lookup(ctx, login)
 	switch {
 	case err == nil:
@@ -153,7 +153,7 @@ const (
 // a user only by another route (a name claim equal to someone's address, an
 // address claim equal to someone else's name): an identity provider that
 // lets users choose their username cannot map one identity onto another.
-func (l *Local) ResolveClaim(ctx context.Context, a ClaimArgs) (string, error) {
+func (l *Service) ResolveClaim(ctx context.Context, a ClaimArgs) (string, error) {
 	claim := strings.TrimSpace(a.Claim)
 	if a.Attribute != "" && a.Attribute != ClaimName && a.Attribute != ClaimMail {
 		return "", fmt.Errorf("%w: the username attribute must be %q or %q", ErrUsage, ClaimName, ClaimMail)
@@ -176,8 +176,8 @@ func (l *Local) ResolveClaim(ctx context.Context, a ClaimArgs) (string, error) {
 	return u.Name, nil
 }
 
-// CreateAppPassword creates an app password under the rules of SPEC §1.
-func (l *Local) CreateAppPassword(ctx context.Context, a CreateArgs) (Created, error) {
+// CreateAppPassword creates an app password under the rules of docs/contract.md §1.
+func (l *Service) CreateAppPassword(ctx context.Context, a CreateArgs) (Created, error) {
 	name := strings.TrimSpace(a.Name)
 	if name == "" || len(name) > 64 {
 		return Created{}, fmt.Errorf("%w: the name (the device, e.g. \"Laptop\") must be 1 to 64 characters", ErrUsage)
@@ -210,7 +210,7 @@ func (l *Local) CreateAppPassword(ctx context.Context, a CreateArgs) (Created, e
 	return Created{AppPassword: rec, Secret: secret}, nil
 }
 
-func (l *Local) limit() int {
+func (l *Service) limit() int {
 	if l.MaxPerUser != nil {
 		if n := l.MaxPerUser(); n > 0 {
 			return n
@@ -227,7 +227,7 @@ var statusOf = map[policy.Rule]string{
 }
 
 // ListAppPasswords lists a user's app passwords with their status.
-func (l *Local) ListAppPasswords(ctx context.Context, user string) ([]Listed, error) {
+func (l *Service) ListAppPasswords(ctx context.Context, user string) ([]Listed, error) {
 	name, u, err := l.owner(ctx, user)
 	if err != nil {
 		return nil, err
@@ -254,7 +254,7 @@ func (l *Local) ListAppPasswords(ctx context.Context, user string) ([]Listed, er
 }
 
 // RevokeAppPasswords revokes and closes the live sessions opened with them.
-func (l *Local) RevokeAppPasswords(ctx context.Context, a RevokeArgs) (Revoked, error) {
+func (l *Service) RevokeAppPasswords(ctx context.Context, a RevokeArgs) (Revoked, error) {
 	n := 0
 	for _, set := range []bool{a.ID != "", a.Name != "", a.All} {
 		if set {
@@ -309,7 +309,7 @@ type Explanation struct {
 }
 
 // Explain evaluates a login like the front-ends would, without side effects.
-func (l *Local) Explain(ctx context.Context, a ExplainArgs) (Explanation, error) {
+func (l *Service) Explain(ctx context.Context, a ExplainArgs) (Explanation, error) {
 	if !policy.ValidProtocol(a.Protocol) {
 		return Explanation{}, fmt.Errorf("%w: the protocol must be imap, smtp or ldap", ErrUsage)
 	}
@@ -345,7 +345,7 @@ type AuditArgs struct {
 }
 
 // Audit returns audit records.
-func (l *Local) Audit(ctx context.Context, a AuditArgs) ([]store.AuditRecord, error) {
+func (l *Service) Audit(ctx context.Context, a AuditArgs) ([]store.AuditRecord, error) {
 	if err := l.Store.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -364,7 +364,7 @@ func (l *Local) Audit(ctx context.Context, a AuditArgs) ([]store.AuditRecord, er
 }
 
 // VerifyAudit checks the audit hash chain.
-func (l *Local) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
+func (l *Service) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
 	if err := l.Store.Flush(ctx); err != nil {
 		return store.VerifyResult{}, err
 	}
@@ -375,7 +375,7 @@ func (l *Local) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
 var ErrNoServer = errors.New("no legate server is running (live sessions exist only in `legate serve`)")
 
 // Sessions lists live sessions: all, or a user's.
-func (l *Local) Sessions(ctx context.Context, user string) ([]session.Info, error) {
+func (l *Service) Sessions(ctx context.Context, user string) ([]session.Info, error) {
 	if l.Registry == nil {
 		return nil, ErrNoServer
 	}
@@ -397,7 +397,7 @@ type KillArgs struct {
 }
 
 // KillSessions closes live sessions and returns how many.
-func (l *Local) KillSessions(ctx context.Context, a KillArgs) (int, error) {
+func (l *Service) KillSessions(ctx context.Context, a KillArgs) (int, error) {
 	if l.Registry == nil {
 		return 0, ErrNoServer
 	}
@@ -419,7 +419,7 @@ func (l *Local) KillSessions(ctx context.Context, a KillArgs) (int, error) {
 	return n, nil
 }
 
-func (l *Local) audit(via, action, user, outcome, rule, apID, detail string) {
+func (l *Service) audit(via, action, user, outcome, rule, apID, detail string) {
 	if via == "" {
 		via = "cli"
 	}

@@ -34,7 +34,7 @@ func (d changedDir) Lookup(ctx context.Context, login string) (*directory.User, 
 }
 
 type testEnv struct {
-	local *Local
+	local *Service
 	st    *bolt.Store
 	reg   *session.Registry
 	pol   *policy.Config
@@ -62,7 +62,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	p := policy.Default()
 	e.st, e.reg, e.pol, e.dir = st, session.New(), &p, static
-	e.local = &Local{Store: st, Directory: func() directory.Directory { return e.dir }, Policy: func() *policy.Config { return e.pol },
+	e.local = &Service{Store: st, Directory: func() directory.Directory { return e.dir }, Policy: func() *policy.Config { return e.pol },
 		Registry: e.reg, Now: clock}
 	return e
 }

@@ -47,7 +47,7 @@ type ReportUnused struct {
 }
 
 // Report builds the inventory from the audit log and the store.
-func (l *Local) Report(ctx context.Context, a ReportArgs) (Report, error) {
+func (l *Service) Report(ctx context.Context, a ReportArgs) (Report, error) {
 	recs, err := l.Audit(ctx, AuditArgs{Since: a.Since})
 	if err != nil {
 		return Report{}, err

@@ -38,7 +38,7 @@ type Daemon struct {
 	auth     *auth.Service
 	registry *session.Registry
 	limiter  *connlimit.Limiter
-	local    *control.Local
+	local    *control.Service
 	admin    *admin.Server
 	decision *decision.Server // listen.decision: legate checkpassword
 	cert     *certHolder
@@ -143,7 +143,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.registry.SetHooks(d.sessionHooks())
 	d.sweepDone.Add(1)
 	go d.sweeper()
-	d.local = &control.Local{Store: d.store, Directory: d.auth.Directory, Policy: d.auth.Policy, Explainer: d.auth, Registry: d.registry,
+	d.local = &control.Service{Store: d.store, Directory: d.auth.Directory, Policy: d.auth.Policy, Explainer: d.auth, Registry: d.registry,
 		MaxPerUser:    func() int { return d.config().Policy.MaxAppPasswordsPerUser },
 		UpstreamLogin: func(p, n string, a []string) string { return d.config().UpstreamLogin(p, n, a) }}
 	if cfg.Listen.Admin != "" {
@@ -171,7 +171,7 @@ func (d *Daemon) Auth() *auth.Service { return d.auth }
 func (d *Daemon) Registry() *session.Registry { return d.registry }
 
 // Control returns the control operations.
-func (d *Daemon) Control() *control.Local { return d.local }
+func (d *Daemon) Control() *control.Service { return d.local }
 
 // Addr returns the bound address of a listener by its config key (imap,
 // imaps, submission, ...), or nil.

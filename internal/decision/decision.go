@@ -3,7 +3,7 @@
 // passdb runs, connects to a dedicated unix socket (listen.decision, mode
 // 0660, group decision.socket_group) — never the admin socket, never the
 // store. The daemon answers with the same auth.Service.Login the front-ends
-// call: the same decision, audit record and throttling (SPEC §9).
+// call: the same decision, audit record and throttling (docs/contract.md §9).
 //
 // The protocol is one JSON request and one JSON answer per connection, each
 // a single line, decoded strictly and bounded in size and time.

@@ -70,7 +70,7 @@ func imapLogin(t *testing.T, addr, user, pass string) string {
 // TestDovecotCheckpassword: Dovecot with a checkpassword passdb running the
 // built `legate checkpassword` accepts alice's app password on IMAP LOGIN,
 // refuses it once revoked, and the decision socket refuses a caller outside
-// its group (SPEC §9, issue #16.4).
+// its group (docs/contract.md §9, issue #16.4).
 func TestDovecotCheckpassword(t *testing.T) {
 	testenv.Require(t, "dovecot", "go")
 	if os.Geteuid() != 0 {

@@ -28,7 +28,7 @@ type demoPortal struct {
 
 // startPortal serves the portal on addr and the demo provider on a free
 // loopback port. settings tells users how to reach the demo's listeners.
-func startPortal(addr string, ctl *control.Local, settings config.ClientSettings, log *slog.Logger) (*demoPortal, error) {
+func startPortal(addr string, ctl *control.Service, settings config.ClientSettings, log *slog.Logger) (*demoPortal, error) {
 	portalLn, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("demo: portal: %w", err)

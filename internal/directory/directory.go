@@ -1,6 +1,6 @@
 // Package directory answers who a user is: addresses, groups, whether they are
 // an administrator or disabled, when their primary password last changed, and
-// whether a primary password is right (SPEC §2).
+// whether a primary password is right (docs/contract.md §2).
 //
 // Two implementations: Static (users listed in the YAML) and LDAP (the upstream
 // directory, in ldap.go). Cached wraps either with a TTL.

@@ -1,4 +1,4 @@
-// Package metrics defines Legate's Prometheus metrics (SPEC §6) on a registry
+// Package metrics defines Legate's Prometheus metrics (docs/contract.md §6) on a registry
 // of its own: login decisions, live sessions, relayed bytes, upstream errors
 // and connect times, throttling, store operation times, stored app passwords,
 // configuration reloads and build information.
@@ -122,7 +122,7 @@ func New(o Options) *Metrics {
 	if sessions == nil {
 		sessions = func(string) int { return 0 }
 	}
-	for _, p := range policy.Protocols {
+	for _, p := range policy.Protocols() {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "legate_sessions",
 			Help:        "Live proxied sessions, by protocol.",
@@ -241,7 +241,7 @@ func (m *Metrics) ConfigReload(err error) {
 }
 
 func protocol(p string) string {
-	if slices.Contains(policy.Protocols, p) {
+	if policy.ValidProtocol(p) {
 		return p
 	}
 	return Other

@@ -48,7 +48,7 @@ func TestBrowserToDovecot(t *testing.T) {
 	log := portaltest.TestLogger(t)
 	svc := auth.New(auth.Options{Store: st, Directory: dir, Policy: &pol, Logger: log})
 	reg := session.New()
-	local := &control.Local{Store: svc.Store(), Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, Registry: reg}
+	local := &control.Service{Store: svc.Store(), Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, Registry: reg}
 
 	tlsCfg, err := upstream.ClientTLS(dc.CAFile, "localhost", false)
 	if err != nil {

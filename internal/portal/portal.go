@@ -1,4 +1,4 @@
-// Package portal is Legate's self-service page (SPEC §6): users sign in with
+// Package portal is Legate's self-service page (docs/contract.md §6): users sign in with
 // the organisation's OpenID Connect provider (authorization-code flow with
 // PKCE, state and nonce; multifactor required by default) and list, create
 // and revoke their own app passwords through the same control operations,
@@ -38,7 +38,7 @@ import (
 )
 
 // Control is what the portal needs from the control operations;
-// *control.Local implements it.
+// *control.Service implements it.
 type Control interface {
 	CreateAppPassword(ctx context.Context, a control.CreateArgs) (control.Created, error)
 	ListAppPasswords(ctx context.Context, user string) ([]control.Listed, error)
@@ -46,13 +46,13 @@ type Control interface {
 	ResolveClaim(ctx context.Context, a control.ClaimArgs) (string, error)
 }
 
-var _ Control = (*control.Local)(nil)
+var _ Control = (*control.Service)(nil)
 
 // Options configure a Portal.
 type Options struct {
 	// Control performs the operations; required.
 	Control Control
-	// Config is the portal section. Zero fields get the defaults of SPEC §8:
+	// Config is the portal section. Zero fields get the defaults of docs/contract.md §8:
 	// username_claim preferred_username, reauth_after 10m; RequireMFA and
 	// MFAAMR are used as given (config.Default sets require_mfa true and the
 	// default amr list).

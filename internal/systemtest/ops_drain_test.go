@@ -182,7 +182,7 @@ func TestDrainOnShutdown(t *testing.T) {
 	}
 }
 
-// writeDrainConfig writes a YAML file (the contract of SPEC §8) for Legate
+// writeDrainConfig writes a YAML file (the contract of docs/contract.md §8) for Legate
 // in front of ups, with IMAPS, submissions and LDAPS on 127.0.0.1:0.
 func writeDrainConfig(t *testing.T, dir string, certs *testenv.Certs, ups *Upstreams) string {
 	t.Helper()

@@ -1,6 +1,6 @@
 package systemtest
 
-// End-to-end tests of operating Legate (SPEC §6): draining on shutdown,
+// End-to-end tests of operating Legate (docs/contract.md §6): draining on shutdown,
 // the legacy-client report, killing a user's sessions, /readyz and
 // /metrics, all in front of the real upstreams and with real clients.
 
@@ -296,7 +296,7 @@ func watchEnd(c net.Conn) <-chan time.Time {
 }
 
 // waitSessions waits until user has n live sessions.
-func waitSessions(t *testing.T, ctl *control.Local, user string, n int) {
+func waitSessions(t *testing.T, ctl *control.Service, user string, n int) {
 	t.Helper()
 	var got int
 	if !waitFor(5*time.Second, func() bool {

@@ -1,4 +1,4 @@
-// Package systemtest holds system tests of the hardening floor (SPEC §7):
+// Package systemtest holds system tests of the hardening floor (docs/contract.md §7):
 // the whole daemon, assembled by daemon.Start from a config.Config built in
 // code, in front of real upstreams from internal/testenv (Dovecot with
 // submission relaying to smtp-sink, and slapd), driven by real clients.

@@ -1,4 +1,4 @@
-// Package throttle limits repeated authentication failures (SPEC §7) and
+// Package throttle limits repeated authentication failures (docs/contract.md §7) and
 // implements auth.Throttler.
 //
 // Failures are counted in two tables:

@@ -206,7 +206,7 @@ func (c *conn) handle(cmd *command) bool {
 	switch cmd.name {
 	case "CAPABILITY":
 		if len(cmd.args) != 0 {
-			return c.bad1(cmd.tag, "CAPABILITY takes no arguments")
+			return c.badCommand(cmd.tag, "CAPABILITY takes no arguments")
 		}
 		return c.writeLines("* CAPABILITY "+c.capabilities(), cmd.tag+" OK CAPABILITY completed")
 	case "NOOP":
@@ -220,22 +220,22 @@ func (c *conn) handle(cmd *command) bool {
 		return c.startTLS(cmd)
 	case "LOGIN":
 		if len(cmd.args) != 2 {
-			return c.bad1(cmd.tag, "LOGIN takes a user name and a password")
+			return c.badCommand(cmd.tag, "LOGIN takes a user name and a password")
 		}
 		user, ok1 := cmd.args[0].astring()
 		pass, ok2 := cmd.args[1].astring()
 		if !ok1 || !ok2 {
-			return c.bad1(cmd.tag, "LOGIN takes a user name and a password")
+			return c.badCommand(cmd.tag, "LOGIN takes a user name and a password")
 		}
 		return c.login(cmd.tag, user, pass)
 	case "AUTHENTICATE":
 		return c.authenticate(cmd)
 	}
-	return c.bad1(cmd.tag, "Command not valid before login")
+	return c.badCommand(cmd.tag, "Command not valid before login")
 }
 
-// bad1 answers BAD and counts it.
-func (c *conn) bad1(tag, msg string) bool {
+// badCommand answers BAD and counts it.
+func (c *conn) badCommand(tag, msg string) bool {
 	c.bad++
 	return c.writeLine(tag+" BAD "+msg) == nil
 }
@@ -265,7 +265,7 @@ func (c *conn) credentialsAccepted() bool {
 func (c *conn) id(cmd *command) bool {
 	fields, ok := idFields(cmd.args)
 	if !ok {
-		return c.bad1(cmd.tag, "Invalid ID arguments")
+		return c.badCommand(cmd.tag, "Invalid ID arguments")
 	}
 	if !c.idSeen {
 		c.idSeen = true
@@ -329,7 +329,7 @@ func clean(s string, n int) string {
 // startTLS upgrades the client connection.
 func (c *conn) startTLS(cmd *command) bool {
 	if c.isTLS || c.opts.TLS == nil || len(cmd.args) != 0 {
-		return c.bad1(cmd.tag, "STARTTLS not available")
+		return c.badCommand(cmd.tag, "STARTTLS not available")
 	}
 	if c.writeLine(cmd.tag+" OK Begin TLS negotiation now") != nil {
 		return false
@@ -364,7 +364,7 @@ func (c *conn) setClient(nc net.Conn) {
 	c.mu.Unlock()
 }
 
-func (c *conn) client0() net.Conn {
+func (c *conn) clientConn() net.Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nc
@@ -380,7 +380,7 @@ func (c *conn) writeLines(lines ...string) bool {
 func (c *conn) write(s string) error {
 	c.wsem <- struct{}{}
 	defer func() { <-c.wsem }()
-	_, err := io.WriteString(c.client0(), s)
+	_, err := io.WriteString(c.clientConn(), s)
 	if err != nil {
 		c.log.Debug("write failed", "err", err)
 	}

@@ -14,7 +14,7 @@ const farewellTimeout = 500 * time.Millisecond
 // farewell writes "* BYE msg" with a short deadline. It gives up when
 // another write holds the connection for longer than that.
 func (c *conn) farewell(msg string) {
-	nc := c.client0()
+	nc := c.clientConn()
 	_ = nc.SetDeadline(time.Now().Add(farewellTimeout))
 	t := time.NewTimer(farewellTimeout)
 	defer t.Stop()

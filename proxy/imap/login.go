@@ -13,7 +13,7 @@ import (
 	"github.com/legate-proxy/legate/policy"
 )
 
-// Answers to refused logins (SPEC §4).
+// Answers to refused logins (docs/contract.md §4).
 const (
 	ansBadCredentials = "NO [AUTHENTICATIONFAILED] Authentication failed"
 	ansTLSRequired    = "NO [PRIVACYREQUIRED] TLS is required: use STARTTLS or the IMAPS port"
@@ -50,7 +50,7 @@ func reasonOr(reason, def string) string {
 // response of SASL-IR (RFC 4959) or after a continuation request.
 func (c *conn) authenticate(cmd *command) bool {
 	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != tokAtom {
-		return c.bad1(cmd.tag, "AUTHENTICATE takes a mechanism and an optional initial response")
+		return c.badCommand(cmd.tag, "AUTHENTICATE takes a mechanism and an optional initial response")
 	}
 	if !strings.EqualFold(cmd.args[0].val, "PLAIN") {
 		return c.writeLine(cmd.tag+" NO Unsupported authentication mechanism") == nil
@@ -58,7 +58,7 @@ func (c *conn) authenticate(cmd *command) bool {
 	var resp string
 	if len(cmd.args) == 2 {
 		if cmd.args[1].kind != tokAtom {
-			return c.bad1(cmd.tag, "Invalid initial response")
+			return c.badCommand(cmd.tag, "Invalid initial response")
 		}
 		resp = cmd.args[1].val
 	} else {
@@ -82,17 +82,17 @@ func (c *conn) authenticate(cmd *command) bool {
 	}
 	switch resp {
 	case "*":
-		return c.bad1(cmd.tag, "Authentication cancelled")
+		return c.badCommand(cmd.tag, "Authentication cancelled")
 	case "=":
 		resp = ""
 	}
 	raw, err := base64.StdEncoding.DecodeString(resp)
 	if err != nil {
-		return c.bad1(cmd.tag, "Invalid base64 data")
+		return c.badCommand(cmd.tag, "Invalid base64 data")
 	}
 	parts := strings.Split(string(raw), "\x00")
 	if len(parts) != 3 {
-		return c.bad1(cmd.tag, "Invalid PLAIN response")
+		return c.badCommand(cmd.tag, "Invalid PLAIN response")
 	}
 	authzid, authcid, secret := parts[0], parts[1], parts[2]
 	if authzid != "" && !strings.EqualFold(authzid, authcid) {

@@ -62,7 +62,7 @@ func (c *clientConn) bind(m *request) bool {
 	return true
 }
 
-// outcomeResult maps a login outcome to a bind result (SPEC §4).
+// outcomeResult maps a login outcome to a bind result (docs/contract.md §4).
 func outcomeResult(res login.Result) (int, string) {
 	switch res.Outcome {
 	case policy.Allow:

@@ -20,7 +20,7 @@
 // An anonymous bind succeeds but grants nothing more; a name with an empty
 // password is an "unauthenticated bind" and is refused (unwillingToPerform),
 // SASL binds get authMethodNotSupported. The bind itself is decided by the
-// login service (internal/auth); its outcome maps to the codes of SPEC §4.
+// login service (internal/auth); its outcome maps to the codes of docs/contract.md §4.
 //
 // After a bind, search and compare (and, with Options.AllowWrites, add,
 // modify, delete, modify DN and the password modify extended operation)

@@ -45,14 +45,14 @@ type op struct {
 
 // upConn is one pooled upstream connection.
 type upConn struct {
-	pool  *pool
-	nc    net.Conn
-	br    *bufio.Reader
-	ioTO  time.Duration
-	maxPD int
-	log   *slog.Logger
-	ready chan struct{} // closed once dialled and bound (or failed)
-	err   error         // set before ready is closed on failure
+	pool      *pool
+	nc        net.Conn
+	br        *bufio.Reader
+	ioTimeout time.Duration
+	maxPDU    int
+	log       *slog.Logger
+	ready     chan struct{} // closed once dialled and bound (or failed)
+	err       error         // set before ready is closed on failure
 
 	wmu sync.Mutex // one writer at a time
 
@@ -150,7 +150,7 @@ func (u *upConn) closePrivate() {
 
 func (p *pool) newConn(o *Options) *upConn {
 	return &upConn{pool: p, ready: make(chan struct{}), pending: make(map[int64]*op),
-		ioTO: o.ioTimeout(), maxPD: o.maxPDU(), log: o.logger()}
+		ioTimeout: o.ioTimeout(), maxPDU: o.maxPDU(), log: o.logger()}
 }
 
 // start connects u and starts its reader; on error u is marked dead.
@@ -250,11 +250,11 @@ func (u *upConn) connect(ctx context.Context, cfg *upstream.Config) error {
 
 // roundTrip sends one request and expects a successful response.
 func (u *upConn) roundTrip(nc net.Conn, id int64, opb []byte, want int) error {
-	nc.SetDeadline(time.Now().Add(u.ioTO))
+	nc.SetDeadline(time.Now().Add(u.ioTimeout))
 	if _, err := nc.Write(envelope(id, opb)); err != nil {
 		return err
 	}
-	raw, err := readPDU(u.br, u.maxPD)
+	raw, err := readPDU(u.br, u.maxPDU)
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func (u *upConn) send(o *op, opb []byte, ctls ...[]byte) error {
 	o.upID, o.conn = id, u
 	u.pending[id] = o
 	u.load.Add(1)
-	u.nc.SetReadDeadline(time.Now().Add(u.ioTO))
+	u.nc.SetReadDeadline(time.Now().Add(u.ioTimeout))
 	u.mu.Unlock()
 	b := envelope(id, opb, ctls...)
 	if err := u.write(b); err != nil {
@@ -309,7 +309,7 @@ var errConnDead = errors.New("ldap: upstream connection closed")
 func (u *upConn) write(b []byte) error {
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
-	u.nc.SetWriteDeadline(time.Now().Add(u.ioTO))
+	u.nc.SetWriteDeadline(time.Now().Add(u.ioTimeout))
 	if _, err := u.nc.Write(b); err != nil {
 		u.nc.Close() // the demux reader notices and fails what is pending
 		return fmt.Errorf("%w: %w", errConnDead, err)
@@ -351,7 +351,7 @@ func (u *upConn) forget(id int64) bool {
 // u.mu held.
 func (u *upConn) refreshDeadline() {
 	if len(u.pending) > 0 {
-		u.nc.SetReadDeadline(time.Now().Add(u.ioTO))
+		u.nc.SetReadDeadline(time.Now().Add(u.ioTimeout))
 	} else {
 		u.nc.SetReadDeadline(time.Time{})
 	}
@@ -371,7 +371,7 @@ func (u *upConn) demux() {
 	}()
 	for {
 		var raw []byte
-		raw, err = readPDU(u.br, u.maxPD)
+		raw, err = readPDU(u.br, u.maxPDU)
 		if err != nil {
 			return
 		}

@@ -52,9 +52,9 @@ func (c *Clock) Advance(d time.Duration) {
 }
 
 // Backend is a real control backend: bolt store in a temp dir, static
-// directory, login service, control.Local.
+// directory, login service, control.Service.
 type Backend struct {
-	Local *control.Local
+	Local *control.Service
 	Auth  *auth.Service
 	Store *bolt.Store
 }
@@ -75,7 +75,7 @@ func NewBackend(t testing.TB, users []directory.StaticUser, maxPerUser int) *Bac
 	pol.AllowPlaintextLoopback = true
 	svc := auth.New(auth.Options{Store: b, Directory: dir, Policy: &pol, Logger: TestLogger(t)})
 	return &Backend{Store: b, Auth: svc,
-		Local: &control.Local{Store: svc.Store(), Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return maxPerUser }}}
+		Local: &control.Service{Store: svc.Store(), Directory: svc.Directory, Policy: svc.Policy, Explainer: svc, MaxPerUser: func() int { return maxPerUser }}}
 }
 
 // Options configure Start.
