@@ -1,6 +1,12 @@
 package frontend
 
-import "time"
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/legate-proxy/legate/internal/session"
+)
 
 // Metrics receives the relay and upstream figures of a front-end; nil
 // means none. *metrics.Metrics (internal/metrics) implements it. Each
@@ -39,4 +45,17 @@ func Or[T int | int64 | time.Duration](v, def T) T {
 		return v
 	}
 	return def
+}
+
+// SessionRegistry is the live-session registry as the front-ends use it
+// (*session.Registry implements it): register a session after the login,
+// then confirm it once the upstream has accepted it.
+type SessionRegistry interface {
+	Register(info session.Info, closeFn func()) (id string, done func())
+	Confirm(ctx context.Context, id string) bool
+}
+
+// ConnLimiter bounds connections (*connlimit.Limiter implements it).
+type ConnLimiter interface {
+	Acquire(ip netip.Addr) (release func(), ok bool)
 }

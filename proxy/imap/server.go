@@ -16,33 +16,18 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/login"
-	"github.com/legate-proxy/legate/internal/session"
 	"github.com/legate-proxy/legate/internal/upstream"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown or Close;
 // it is the one sentinel of every front-end (internal/frontend).
 var ErrServerClosed = frontend.ErrServerClosed
-
-// SessionRegistry is the live-session registry as this front-end uses it
-// (*session.Registry implements it): register a session after the login,
-// then confirm it once the upstream has accepted it.
-type SessionRegistry interface {
-	Register(info session.Info, closeFn func()) (id string, done func())
-	Confirm(ctx context.Context, id string) bool
-}
-
-// ConnLimiter bounds connections (*connlimit.Limiter implements it).
-type ConnLimiter interface {
-	Acquire(ip netip.Addr) (release func(), ok bool)
-}
 
 // Metrics receives relay and upstream figures; nil means none.
 // *metrics.Metrics (internal/metrics) implements it.
@@ -55,10 +40,10 @@ type Options struct {
 	Auth login.Authenticator
 	// Sessions registers live sessions for listing and revocation; nil
 	// means sessions are not registered.
-	Sessions SessionRegistry
+	Sessions frontend.SessionRegistry
 	// Limiter bounds connections (shared across protocols); nil means
 	// unlimited.
-	Limiter ConnLimiter
+	Limiter frontend.ConnLimiter
 	// Upstream is the IMAP server sessions are passed on to; nil answers
 	// every allowed login with NO [UNAVAILABLE].
 	Upstream *upstream.Config
