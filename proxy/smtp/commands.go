@@ -138,6 +138,9 @@ func (c *conn) resetTx() {
 	if c.tx == nil {
 		return
 	}
+	sent := c.tx.mail == nil // else the upstream has no transaction to reset
 	c.tx = nil
-	c.resetUpstream()
+	if sent {
+		c.resetUpstream()
+	}
 }

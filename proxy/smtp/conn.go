@@ -74,9 +74,12 @@ type conn struct {
 
 // transaction is the state of one MAIL ... DATA.
 type transaction struct {
-	utf8     bool // SMTPUTF8 was given
-	rcpts    int  // recipients the upstream accepted
-	attempts int  // RCPT commands
+	utf8 bool // SMTPUTF8 was given
+	// mail is the MAIL not sent upstream yet: with PIPELINING (RFC 2920)
+	// it goes in one write with the first RCPT.
+	mail     *pendingMail
+	rcpts    int // recipients the upstream accepted
+	attempts int // RCPT commands
 }
 
 func newConn(s *Server, opts *Options, raw net.Conn, implicitTLS bool) *conn {

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,6 +23,9 @@ type rawUpstream struct {
 	t       testing.TB
 	Addr    string
 	xclient bool // advertise XCLIENT
+	// dropMail, when set, makes the next MAIL close its connection
+	// unanswered (an upstream connection that died while idle).
+	dropMail atomic.Bool
 
 	mu   sync.Mutex
 	raw  bytes.Buffer // every byte Legate sent, all connections
@@ -104,6 +108,11 @@ func (u *rawUpstream) serve(c net.Conn) {
 			fmt.Fprintf(c, "250-rec.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250-SIZE 100000000\r\n%s250 AUTH PLAIN\r\n", x)
 		case "XCLIENT":
 			fmt.Fprint(c, "220 rec.test ESMTP\r\n")
+		case "MAIL":
+			if u.dropMail.Swap(false) {
+				return
+			}
+			fmt.Fprint(c, "250 2.0.0 OK\r\n")
 		case "AUTH":
 			fmt.Fprint(c, "235 2.7.0 OK\r\n")
 		case "DATA":
@@ -515,4 +524,46 @@ func TestForgedProxyHeaderRefused(t *testing.T) {
 	rc.cmd("EHLO client.test", 250, "")
 	rc.cmd("PROXY TCP4 192.0.2.66 10.0.0.1 4444 587", 500, "")
 	rc.cmd("NOOP", 250, "")
+}
+
+// TestMailPipelinedWithFirstRcpt: an upstream offering PIPELINING gets no
+// MAIL before the client's first RCPT, then MAIL and RCPT back to back,
+// with the parameters re-encoded as before.
+func TestMailPipelinedWithFirstRcpt(t *testing.T) {
+	e, ru := newRawEnv(t, false)
+	rc := e.dialAuthed("alice")
+	rc.cmd("MAIL FROM:<alice@example.com> SIZE=100 RET=HDRS", 250, "")
+	if w := ru.wire(); strings.Contains(w, "MAIL") {
+		t.Fatalf("MAIL went upstream before the first RCPT: %q", w)
+	}
+	rc.cmd("RCPT TO:<x@example.com> NOTIFY=NEVER", 250, "")
+	rc.cmd("RCPT TO:<y@example.com>", 250, "")
+	rc.cmd("DATA", 354, "")
+	rc.cmd("hi\r\n.", 250, "REC1")
+	rc.cmd("QUIT", 221, "")
+	want := "MAIL FROM:<alice@example.com> SIZE=100 RET=HDRS\r\nRCPT TO:<x@example.com> NOTIFY=NEVER\r\nRCPT TO:<y@example.com>\r\nDATA\r\n"
+	if w := ru.wire(); !strings.Contains(w, want) || strings.Count(w, "MAIL") != 1 {
+		t.Fatalf("upstream wire: got %q, want it to hold %q once", w, want)
+	}
+}
+
+// TestPipelinedMailReconnects: an upstream connection that died while the
+// session idled is found at the first RCPT (MAIL was answered locally);
+// Legate reconnects once and sends MAIL and RCPT again, and the client
+// never sees the loss.
+func TestPipelinedMailReconnects(t *testing.T) {
+	e, ru := newRawEnv(t, false)
+	rc := e.dialAuthed("alice")
+	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
+	ru.dropMail.Store(true)
+	rc.cmd("RCPT TO:<x@example.com>", 250, "")
+	rc.cmd("DATA", 354, "")
+	rc.cmd("hi\r\n.", 250, "REC1")
+	if w := ru.wire(); strings.Count(w, "MAIL FROM:<alice@example.com>\r\n") != 2 || strings.Count(w, "AUTH ") != 2 ||
+		!strings.HasSuffix(w, "AUTH PLAIN YWxpY2UAbGVnYXRlAG1hc3Rlci1zZWNyZXQtcHc=\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<x@example.com>\r\nDATA\r\nhi\r\n.\r\n") {
+		t.Fatalf("upstream wire: got %q, want MAIL on the first connection, then MAIL and RCPT on a second logged-in one", w)
+	}
+	if b := ru.bodies(); len(b) != 1 {
+		t.Fatalf("upstream bodies: got %d, want 1", len(b))
+	}
 }

@@ -49,6 +49,8 @@ type fakeUpstream struct {
 	master, masterPW string
 	// rejectRcpt maps recipients to the error the upstream answers.
 	rejectRcpt map[string]*gosmtp.SMTPError
+	// rejectMail maps senders to the error the upstream answers.
+	rejectMail map[string]*gosmtp.SMTPError
 
 	mu      sync.Mutex
 	msgs    []upMsg
@@ -63,6 +65,9 @@ func startUpstream(t testing.TB) *fakeUpstream {
 	u := &fakeUpstream{master: "legate", masterPW: "master-secret-pw",
 		rejectRcpt: map[string]*gosmtp.SMTPError{
 			"nobody@example.net": {Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "User unknown in virtual mailbox table"},
+		},
+		rejectMail: map[string]*gosmtp.SMTPError{
+			"refused@example.com": {Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Sender address rejected by upstream"},
 		}}
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(c *gosmtp.Conn) (gosmtp.Session, error) {
 		u.conns.Add(1)
@@ -125,6 +130,9 @@ func (s *upSession) Logout() error { s.u.live.Add(-1); return nil }
 func (s *upSession) Mail(from string, opts *gosmtp.MailOptions) error {
 	if s.identity == "" {
 		return gosmtp.ErrAuthRequired
+	}
+	if e := s.u.rejectMail[from]; e != nil {
+		return e
 	}
 	s.cur = upMsg{Identity: s.identity, From: from}
 	if opts != nil {

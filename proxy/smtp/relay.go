@@ -143,6 +143,12 @@ func (c *conn) cmdMail(arg string) *reply {
 		if _, ok := c.up.ext["SMTPUTF8"]; p.utf8 && !ok {
 			return replyNoUTF8Up
 		}
+		if _, ok := c.up.ext["PIPELINING"]; ok {
+			// Answered here; the upstream's answer comes with the first
+			// RCPT (sendMailRcpt).
+			c.tx = &transaction{utf8: p.utf8, mail: &pendingMail{from: from, null: null, p: p}}
+			return replyMailOK
+		}
 		r, err := c.up.cmd(mailCommand(from, null, p, c.up.ext))
 		if err == nil {
 			if r.code == 250 {
@@ -186,6 +192,9 @@ func (c *conn) cmdRcpt(arg string) *reply {
 		c.tx = nil
 		return replyUpstreamLost
 	}
+	if c.tx.mail != nil {
+		return c.sendMailRcpt(to, p)
+	}
 	r, err := c.up.cmd(rcptCommand(to, p, c.up.ext))
 	if err != nil {
 		c.tx = nil
@@ -199,3 +208,59 @@ func (c *conn) cmdRcpt(arg string) *reply {
 
 // errClientData marks a failure reading the client's DATA.
 var errClientData = errors.New("smtp: client data")
+
+// pendingMail is a MAIL accepted locally and not yet sent upstream.
+type pendingMail struct {
+	from mailbox
+	null bool
+	p    mailParams
+}
+
+// replyMailOK answers a MAIL whose upstream answer comes with the first
+// RCPT.
+var replyMailOK = newReply(250, "2.1.0", "OK")
+
+// sendMailRcpt sends the pending MAIL and the first RCPT upstream in one
+// write (RFC 2920) and reads both replies. A refused MAIL is the client's
+// answer to this RCPT and ends the transaction, here and upstream. An
+// upstream connection found dead before any reply (it may have idled out
+// since the last message) is replaced once.
+func (c *conn) sendMailRcpt(to mailbox, p rcptParams) *reply {
+	m := c.tx.mail
+	for attempt := 0; ; attempt++ {
+		mr, rr, err := c.up.mailRcpt(mailCommand(m.from, m.null, m.p, c.up.ext), rcptCommand(to, p, c.up.ext))
+		switch {
+		case mr != nil && mr.code != 250:
+			c.tx = nil
+			c.log.Info("upstream refused MAIL", "user", c.user.Name, "session", c.regID, "reply", mr.Error())
+			if err != nil || rr != nil && rr.positive() || mr.positive() {
+				// The connection failed after the refusal, or the
+				// upstream answered out of protocol: start over.
+				c.closeUpstream(false)
+			}
+			if mr.positive() { // a 2xx or 3xx that is not 250
+				return replyUpstreamLost
+			}
+			return mr
+		case err == nil:
+			c.tx.mail = nil
+			if rr.code == 250 || rr.code == 251 {
+				c.tx.rcpts++
+			}
+			return rr
+		case mr != nil || attempt > 0:
+			c.tx = nil
+			return c.upstreamFailed(err, replyUpstreamLost)
+		}
+		c.log.Info("upstream connection lost, reconnecting", "user", c.user.Name, "session", c.regID, "err", err)
+		c.closeUpstream(false)
+		if err := c.connectUpstream(); err != nil {
+			c.tx = nil
+			return replyUpstreamDown
+		}
+		if _, ok := c.up.ext["SMTPUTF8"]; m.p.utf8 && !ok {
+			c.tx = nil
+			return replyNoUTF8Up
+		}
+	}
+}

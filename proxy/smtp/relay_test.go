@@ -231,3 +231,36 @@ func TestNoUpstreamConfigured(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Upstream = nil })
 	e.dialAuthedExpect("alice", 454, "4.7.0")
 }
+
+// TestPipelinedMailRefused: with an upstream that offers PIPELINING, MAIL
+// is answered locally and sent with the first RCPT; the upstream's refusal
+// of MAIL is the client's answer to that RCPT, the transaction is over
+// (later RCPT and DATA get 503) and the next one goes through cleanly.
+func TestPipelinedMailRefused(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AllowAnySender = true })
+	rc := e.dialAuthed("alice")
+	rc.cmd("MAIL FROM:<refused@example.com>", 250, "")
+	rc.cmd("RCPT TO:<x@example.net>", 553, "5.7.1 Sender address rejected by upstream")
+	rc.cmd("RCPT TO:<y@example.net>", 503, "5.5.1")
+	rc.cmd("DATA", 503, "5.5.1")
+	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
+	rc.cmd("RCPT TO:<x@example.net>", 250, "")
+	rc.cmd("DATA", 354, "")
+	rc.cmd("Subject: t\r\n\r\nbody\r\n.", 250, "")
+	// RSET of a transaction whose MAIL was not sent yet, then another.
+	rc.cmd("MAIL FROM:<refused@example.com>", 250, "")
+	rc.cmd("RSET", 250, "")
+	rc.cmd("MAIL FROM:<alice@example.com>", 250, "")
+	rc.cmd("RCPT TO:<nobody@example.net>", 550, "5.1.1") // MAIL taken, RCPT refused
+	rc.cmd("RCPT TO:<z@example.net>", 250, "")
+	rc.cmd("DATA", 354, "")
+	rc.cmd("Subject: u\r\n\r\nbody\r\n.", 250, "")
+	msgs := e.up.messages()
+	if len(msgs) != 2 || msgs[0].From != "alice@example.com" || strings.Join(msgs[0].To, ",") != "x@example.net" ||
+		msgs[1].From != "alice@example.com" || strings.Join(msgs[1].To, ",") != "z@example.net" {
+		t.Fatalf("upstream messages: got %+v, want alice to x@example.net, then alice to z@example.net", msgs)
+	}
+	if n := e.up.conns.Load(); n != 1 {
+		t.Fatalf("upstream connections: got %d, want 1 (the refusal must not cost the session)", n)
+	}
+}

@@ -62,6 +62,30 @@ func (u *upClient) cmd(line string) (*reply, error) {
 	return u.readReply()
 }
 
+// mailRcpt sends MAIL and RCPT and reads their replies: in one write
+// when the upstream offers PIPELINING (RFC 2920), else one after the
+// other, RCPT only after a 250 to MAIL. mr is nil when MAIL got no reply;
+// rr is nil when RCPT got none.
+func (u *upClient) mailRcpt(mail, rcpt string) (mr, rr *reply, err error) {
+	if _, ok := u.ext["PIPELINING"]; !ok {
+		if mr, err = u.cmd(mail); err != nil || mr.code != 250 {
+			return mr, nil, err
+		}
+		rr, err = u.cmd(rcpt)
+		return mr, rr, err
+	}
+	u.bw.WriteString(mail)
+	u.bw.WriteString("\r\n")
+	if err := u.send(rcpt); err != nil {
+		return nil, nil, err
+	}
+	if mr, err = u.readReply(); err != nil {
+		return nil, nil, err
+	}
+	rr, err = u.readReply()
+	return mr, rr, err
+}
+
 func (u *upClient) send(line string) error {
 	u.bw.WriteString(line)
 	u.bw.WriteString("\r\n")
