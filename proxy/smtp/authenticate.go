@@ -127,7 +127,7 @@ func (c *conn) login(authzid, user, secret string) error {
 	return nil
 }
 
-// outcomeReply maps a login decision to the answer of SPEC §4; nil for
+// outcomeReply maps a login decision to the answer of docs/contract.md §4; nil for
 // allow.
 func outcomeReply(d policy.Decision) error {
 	switch d.Outcome {

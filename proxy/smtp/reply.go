@@ -64,7 +64,7 @@ func cleanText(s string) string {
 
 func isCtl(c rune) bool { return c < 0x20 || c == 0x7f }
 
-// Replies of this front-end (SPEC §4 and RFC 5321 §4.2.2).
+// Replies of this front-end (docs/contract.md §4 and RFC 5321 §4.2.2).
 var (
 	replyNeedTLS = newReply(530, "5.7.0", "Must issue a STARTTLS command first")
 	replyAuthReq = newReply(530, "5.7.0", "Authentication required")
