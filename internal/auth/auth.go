@@ -246,8 +246,15 @@ func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool)
 			return ev
 		}
 	}
-	if u != nil {
+	switch {
+	case u != nil:
 		in.User = policyUser(u)
+	case cred == nil && !explain:
+		// An unknown user with no credential is refused at the secret
+		// step whatever the user; deciding it with a stand-in user (built
+		// like the directory's copy of a real one) makes it cost what a
+		// known user with a wrong password costs (docs/contract.md §7).
+		in.User = policyUser(standIn(ev.name))
 	}
 	in.Credential = cred
 	ev.res = login.Result{Decision: policy.Decide(pol, in)}
@@ -264,6 +271,12 @@ func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool)
 // directory.User becomes a login.User.
 func LoginUser(u *directory.User) *login.User {
 	return &login.User{Name: u.Name, DN: u.DN, Addresses: u.Addresses}
+}
+
+// standIn is the user an unknown login is decided as: allocated and filled
+// like the directory's copy of a real entry, and never returned.
+func standIn(name string) *directory.User {
+	return &directory.User{Name: name, Addresses: append([]string(nil), name), Groups: append([]string(nil), "")}
 }
 
 func policyUser(u *directory.User) *policy.User {
