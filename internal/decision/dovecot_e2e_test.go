@@ -119,24 +119,33 @@ func TestDovecotCheckpassword(t *testing.T) {
 	if got := imapLogin(t, dv.IMAPAddr, "alice", secret); !strings.HasPrefix(got, "a NO") {
 		t.Errorf("LOGIN after revoke: %q, want NO", got)
 	}
-	// The audit has Legate's own records of these logins.
-	if err := st.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.AuditLog(ctx, store.AuditQuery{User: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The audit has Legate's own records of these logins. The daemon
+	// queues a record as it answers; wait (bounded) until all are written.
 	var allow, deny int
-	for _, r := range recs {
-		if r.Action != "login" || r.Client != "dovecot/imap" || r.Protocol != policy.IMAP || r.IP != "127.0.0.1" {
-			continue
+	var recs []store.AuditRecord
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := st.Flush(ctx); err != nil {
+			t.Fatal(err)
 		}
-		if r.Outcome == "allow" && r.AppPasswordID == ap.ID {
-			allow++
-		} else if r.Outcome == "deny" {
-			deny++
+		var err error
+		if recs, err = st.AuditLog(ctx, store.AuditQuery{User: "alice"}); err != nil {
+			t.Fatal(err)
 		}
+		allow, deny = 0, 0
+		for _, r := range recs {
+			if r.Action != "login" || r.Client != "dovecot/imap" || r.Protocol != policy.IMAP || r.IP != "127.0.0.1" {
+				continue
+			}
+			if r.Outcome == "allow" && r.AppPasswordID == ap.ID {
+				allow++
+			} else if r.Outcome == "deny" {
+				deny++
+			}
+		}
+		if (allow == 1 && deny == 2) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if allow != 1 || deny != 2 {
 		t.Errorf("audit: %d allowed and %d denied dovecot/imap logins of alice from 127.0.0.1, want 1 and 2: %+v", allow, deny, recs)
