@@ -9,10 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/legate-proxy/legate/internal/control"
+	"github.com/legate-proxy/legate/internal/frontend"
 )
 
 // RequestTimeout bounds how long a connection may take to send its request
@@ -24,22 +24,17 @@ const RequestTimeout = 5 * time.Second
 // report over a long audit log, a revocation on a slow etcd).
 const OperationTimeout = time.Minute
 
-// Server answers the CLI on a unix socket.
+// Server answers the CLI on a unix socket. It runs in the front-end frame
+// (internal/frontend): one accept loop, every connection tracked, Close
+// ends them all and waits.
 type Server struct {
 	local  *control.Service
-	log    *slog.Logger
-	ln     net.Listener
+	fe     *frontend.Server
 	path   string
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	served chan struct{} // closed when the accept loop has returned
 
 	// requestTimeout is RequestTimeout; tests shorten it (set before serving).
 	requestTimeout time.Duration
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
 }
 
 // ErrInUse: another process answers on the socket.
@@ -124,80 +119,45 @@ func listen(path string, local *control.Service, log *slog.Logger, requestTimeou
 		ln.Close()
 		return nil, fmt.Errorf("admin: chmod socket: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{local: local, log: log, ln: ln, path: path, ctx: ctx, cancel: cancel,
-		requestTimeout: requestTimeout, conns: make(map[net.Conn]struct{})}
-	s.wg.Add(1)
-	go s.serve()
+	s := &Server{local: local, fe: frontend.New(log), path: path, served: make(chan struct{}),
+		requestTimeout: requestTimeout}
+	go func() {
+		defer close(s.served)
+		_ = s.fe.Serve(ln, func(nc net.Conn) frontend.Conn { return &conn{s: s, nc: nc, log: log} })
+	}()
 	return s, nil
 }
 
-func (s *Server) serve() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !s.track(c) {
-			c.Close()
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			defer func() {
-				if r := recover(); r != nil {
-					s.log.Error("admin: panic", "panic", r)
-				}
-			}()
-			s.handle(c)
-		}()
-	}
+// conn is one CLI connection: one request, one answer.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
 }
 
-// handle answers one connection: the request must arrive within
+// Serve answers the connection: the request must arrive within
 // requestTimeout, the operation gets OperationTimeout, the answer
-// requestTimeout again.
-func (s *Server) handle(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(s.requestTimeout))
-	_ = c.SetWriteDeadline(time.Now().Add(s.requestTimeout + OperationTimeout))
-	if err := serveOne(s.ctx, s.local, c, c); err != nil {
-		s.log.Debug("admin: write response", "err", err)
+// requestTimeout again. ctx (the frame's) is cancelled by Close.
+func (c *conn) Serve(ctx context.Context) {
+	defer c.nc.Close()
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.s.requestTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.requestTimeout + OperationTimeout))
+	if err := serveOne(ctx, c.s.local, c.nc, c.nc); err != nil {
+		c.log.Debug("admin: write response", "err", err)
 	}
 }
 
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
+// Kill closes the connection (an idle client must not hold a shutdown).
+func (c *conn) Kill(string) { c.nc.Close() }
 
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	c.Close()
-}
+// Active is false: Close does not wait for a client to finish.
+func (c *conn) Active() bool { return false }
 
-// Close stops listening, ends open connections (an idle client must not
-// hold a shutdown), cancels requests in flight, waits for them and removes
-// the socket.
+// Close stops listening, ends open connections, cancels requests in flight,
+// waits for them and removes the socket.
 func (s *Server) Close() error {
-	s.cancel()
-	err := s.ln.Close()
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	err := s.fe.Close()
+	<-s.served
 	if fi, lerr := os.Lstat(s.path); lerr == nil && fi.Mode().Type() == fs.ModeSocket {
 		os.Remove(s.path)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/legate-proxy/legate/internal/login"
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +12,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/legate-proxy/legate/internal/frontend"
+	"github.com/legate-proxy/legate/internal/login"
 )
 
 // Login is the login service; *auth.Service is one.
@@ -37,14 +39,14 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Server answers decision requests on a unix socket.
+// Server answers decision requests on a unix socket. It runs in the
+// front-end frame (internal/frontend): one accept loop, every connection
+// tracked, Close ends them all and waits.
 type Server struct {
 	opts   Options
-	ln     net.Listener
+	fe     *frontend.Server
 	sem    chan struct{}
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	served chan struct{} // closed when the accept loop has returned
 	once   sync.Once
 }
 
@@ -96,80 +98,74 @@ func Listen(o Options) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("decision: chmod socket: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: o, ln: ln, sem: make(chan struct{}, o.MaxConcurrent), ctx: ctx, cancel: cancel}
-	s.wg.Add(1)
-	go s.serve()
+	s := &Server{opts: o, fe: frontend.New(o.Logger), sem: make(chan struct{}, o.MaxConcurrent), served: make(chan struct{})}
+	go func() {
+		defer close(s.served)
+		_ = s.fe.Serve(ln, func(nc net.Conn) frontend.Conn { return &conn{s: s, nc: nc} })
+	}()
 	return s, nil
 }
 
 // Addr returns the socket path.
 func (s *Server) Addr() string { return s.opts.Path }
 
-// Close stops answering, waits for the answers in progress and removes the
-// socket. A second Close does nothing.
+// Close stops answering, ends the connections (a request in progress has
+// its context cancelled; the client exits 111), waits for them and removes
+// the socket. A second Close does nothing.
 func (s *Server) Close() error {
 	s.once.Do(func() {
-		s.cancel()
-		s.ln.Close()
-		s.wg.Wait()
+		_ = s.fe.Close()
+		<-s.served
 	})
 	return nil
 }
 
-func (s *Server) serve() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.opts.Logger.Error("decision: accept", "err", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.opts.Logger.Warn("decision: too many requests at once; connection refused")
-			c.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			defer c.Close()
-			s.answer(c)
-		}()
-	}
+// conn is one checkpassword connection: one request, one answer.
+type conn struct {
+	s  *Server
+	nc net.Conn
 }
 
+// Serve answers the connection, or closes it at once when MaxConcurrent
+// connections are being answered.
+func (c *conn) Serve(ctx context.Context) {
+	defer c.nc.Close()
+	select {
+	case c.s.sem <- struct{}{}:
+		defer func() { <-c.s.sem }()
+	default:
+		c.s.opts.Logger.Warn("decision: too many requests at once; connection refused")
+		return
+	}
+	c.s.answer(ctx, c.nc)
+}
+
+// Kill closes the connection; the protocol has no way to say why.
+func (c *conn) Kill(string) { c.nc.Close() }
+
+// Active is false: nothing is worth waiting for on shutdown.
+func (c *conn) Active() bool { return false }
+
 // answer handles one connection: one request, one answer.
-func (s *Server) answer(c net.Conn) {
+func (s *Server) answer(ctx context.Context, c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(Timeout))
 	var req Request
 	if err := readLine(c, &req); err != nil {
 		s.opts.Logger.Warn("decision: bad request", "err", err)
 		return // the client exits 111
 	}
-	a := s.decide(req)
+	a := s.decide(ctx, req)
 	line, _ := json.Marshal(a)
 	_, _ = c.Write(append(line, '\n'))
 }
 
-func (s *Server) decide(req Request) Answer {
+func (s *Server) decide(ctx context.Context, req Request) Answer {
 	proto, ok := Protocol(req.Service)
 	if !ok {
 		s.opts.Logger.Warn("decision: refused: Legate does not decide for this service", "service", req.Service)
 		return Answer{Outcome: "refused", Rule: "unknown_service"}
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, Timeout-time.Second)
+	ctx, cancel := context.WithTimeout(ctx, Timeout-time.Second)
 	defer cancel()
 	res := s.opts.Login.Login(ctx, login.Request{User: req.User, Secret: req.Password, IP: parseIP(req.IP),
 		Protocol: proto, TLS: req.Secured, Client: "dovecot/" + req.Service})
