@@ -136,7 +136,11 @@ func (c *conn) login(tag, user, secret string) bool {
 	}
 	log := c.log.With("user", res.User.Name)
 	m := c.opts.metrics()
-	if c.opts.Upstream == nil {
+	// The upstream in force now, not when the connection was accepted: a
+	// reload that moved the upstream or rotated its credential applies to
+	// the next login on every connection.
+	up := c.srv.opts.Load().Upstream
+	if up == nil {
 		log.Error("no upstream configured")
 		m.UpstreamError(policy.IMAP)
 		return c.writeLine(tag+" "+ansUpstreamDown) == nil
@@ -147,7 +151,7 @@ func (c *conn) login(tag, user, secret string) bool {
 	if c.opts.PassClientAddress && c.ip.IsValid() {
 		origin = netip.AddrPortFrom(c.ip, c.port)
 	}
-	ul, err := masterLogin(c.ctx, c.opts.Upstream, c.opts.Upstream.LoginName(res.User.Name, res.User.Addresses), origin, c.setUpstream)
+	ul, err := masterLogin(c.ctx, up, up.LoginName(res.User.Name, res.User.Addresses), origin, c.setUpstream)
 	if err == nil && !c.confirm(id) { // re-decided now that the upstream is up
 		ul.conn.Close()
 		err = errors.New("session closed during the upstream login")

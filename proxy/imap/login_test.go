@@ -261,3 +261,31 @@ func TestStartTLSRejectsPipelinedPlaintext(t *testing.T) {
 	c.expect("s OK")
 	c.expectClosed(2 * time.Second)
 }
+
+// TestLoginUsesUpstreamInForce: a connection accepted before a reload that
+// moved the upstream (or rotated its master credential) logs in to the new
+// one: the upstream is read at login, not when the connection was accepted.
+func TestLoginUsesUpstreamInForce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.dial()
+	c.expect("* OK")
+
+	moved := startFake(t, fakeConfig{masterUser: "legate2", masterPass: "rotated"}, e.certs.ServerTLS, false)
+	t.Cleanup(moved.close)
+	o := *e.srv.opts.Load()
+	up := *o.Upstream
+	up.Address, up.MasterUser, up.MasterPassword = moved.addr(), moved.masterUser, moved.masterPass
+	o.Upstream = &up
+	e.srv.SetOptions(o) // what a reload does
+
+	c.send("a LOGIN alice " + e.secret["alice"] + "\r\n")
+	if got := c.readLine(); !strings.HasPrefix(got, "a OK ") {
+		t.Fatalf("LOGIN after the upstream moved: %q, want OK", got)
+	}
+	if got := moved.loginList(); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("logins at the upstream in force: %v, want [alice]", got)
+	}
+	if got := e.fake.loginList(); len(got) != 0 {
+		t.Errorf("logins at the upstream of before the reload: %v, want none", got)
+	}
+}

@@ -26,6 +26,8 @@ type upstreamLogin struct {
 	buffered []byte
 	// caps is the post-login capability list.
 	caps string
+	// cfg is the upstream logged in to (its I/O timeout).
+	cfg *upstream.Config
 }
 
 // upClient speaks the client side of IMAP to the upstream during login.
@@ -95,7 +97,7 @@ func masterLogin(ctx context.Context, cfg *upstream.Config, user string, origin 
 			return nil, fail("capability", errors.New("no capabilities"))
 		}
 	}
-	ul := &upstreamLogin{conn: conn, caps: u.caps}
+	ul := &upstreamLogin{conn: conn, caps: u.caps, cfg: cfg}
 	if n := u.p.r.Buffered(); n > 0 {
 		b, _ := u.p.r.Peek(n)
 		ul.buffered = append([]byte(nil), b...)

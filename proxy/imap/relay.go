@@ -99,7 +99,7 @@ func (c *conn) session(tag string, res login.Result, ul *upstreamLogin, id strin
 	client := c.nc
 	c.mu.Unlock()
 
-	_ = client.SetDeadline(time.Now().Add(c.opts.Upstream.IOTimeoutOrDefault()))
+	_ = client.SetDeadline(time.Now().Add(ul.cfg.IOTimeoutOrDefault()))
 	if c.writeLine(tag+" OK [CAPABILITY "+ul.caps+"] Logged in") != nil {
 		r.done()
 		return

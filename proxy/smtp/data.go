@@ -266,7 +266,7 @@ func (c *conn) cmdData(arg string) (*reply, bool) {
 	}
 	up.dc.timeout.Store(int64(frontend.Or(o.SubmissionTimeout, DefaultSubmissionTimeout)))
 	r, err = up.readReply()
-	up.dc.timeout.Store(int64(o.Upstream.IOTimeoutOrDefault()))
+	up.dc.timeout.Store(int64(up.cfg.IOTimeoutOrDefault()))
 	if err != nil {
 		return c.upstreamFailed(err, replyUpstreamLost), false
 	}

@@ -15,7 +15,11 @@ import (
 func (c *conn) connectUpstream() error {
 	o := c.opts
 	m := o.metrics()
-	if o.Upstream == nil {
+	// The upstream in force now, not when the connection was accepted: a
+	// reload that moved the upstream or rotated its credential applies to
+	// the next login on every connection.
+	upCfg := c.srv.opts.Load().Upstream
+	if upCfg == nil {
 		c.log.Error("no upstream configured", "user", c.user.Name)
 		m.UpstreamError(policy.SMTP)
 		return upstream.ErrUnavailable
@@ -25,7 +29,7 @@ func (c *conn) connectUpstream() error {
 		client = netip.AddrPortFrom(c.ip, c.port)
 	}
 	start := time.Now()
-	up, err := dialUpstream(c.ctx, o.Upstream, o.domain(), o.Upstream.LoginName(c.user.Name, c.user.Addresses), client)
+	up, err := dialUpstream(c.ctx, upCfg, o.domain(), upCfg.LoginName(c.user.Name, c.user.Addresses), client)
 	if err != nil {
 		if c.ctx.Err() == nil { // not merely killed while connecting
 			m.UpstreamError(policy.SMTP)

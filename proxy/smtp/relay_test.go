@@ -264,3 +264,29 @@ func TestPipelinedMailRefused(t *testing.T) {
 		t.Fatalf("upstream connections: got %d, want 1 (the refusal must not cost the session)", n)
 	}
 }
+
+// TestLoginUsesUpstreamInForce: a connection accepted before a reload that
+// moved the upstream logs in to the new one: the upstream is read at AUTH,
+// not when the connection was accepted.
+func TestLoginUsesUpstreamInForce(t *testing.T) {
+	e := newEnv(t)
+	rc := e.dialRaw()
+	rc.cmd("EHLO client.test", 250, "")
+	rc.startTLS(e.certs.ClientTLS)
+	rc.cmd("EHLO client.test", 250, "AUTH PLAIN LOGIN")
+
+	moved := startUpstream(t)
+	o := *e.srv.opts.Load()
+	up := *o.Upstream
+	up.Address = moved.Addr
+	o.Upstream = &up
+	e.srv.SetOptions(o) // what a reload does
+
+	rc.cmd("AUTH PLAIN "+plainIR("", "alice", e.secret["alice"]), 235, "")
+	if got := moved.conns.Load(); got != 1 {
+		t.Errorf("sessions at the upstream in force: %d, want 1", got)
+	}
+	if got := e.up.conns.Load(); got != 0 {
+		t.Errorf("sessions at the upstream of before the reload: %d, want 0", got)
+	}
+}

@@ -27,6 +27,7 @@ type upClient struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 	ext map[string]string // EHLO keywords (upper case) and their parameters
+	cfg *upstream.Config  // the upstream dialed (its I/O timeout)
 
 	xclient        bool   // the client's address was passed
 	xclientRefused *reply // the upstream refused XCLIENT
@@ -168,7 +169,7 @@ func dialUpstream(ctx context.Context, cfg *upstream.Config, helo, user string, 
 	}
 	dc := &deadlineConn{Conn: raw}
 	dc.timeout.Store(int64(cfg.IOTimeoutOrDefault()))
-	u := &upClient{raw: raw, dc: dc, nc: dc, br: bufio.NewReaderSize(dc, upMaxReplyLine), bw: bufio.NewWriterSize(dc, 1024)}
+	u := &upClient{cfg: cfg, raw: raw, dc: dc, nc: dc, br: bufio.NewReaderSize(dc, upMaxReplyLine), bw: bufio.NewWriterSize(dc, 1024)}
 	// Killed while logging in: the connection goes with the context.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
