@@ -20,6 +20,7 @@ import (
 
 	"github.com/legate-proxy/legate/internal/directory"
 	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/upstream"
 	"github.com/legate-proxy/legate/policy"
 	"github.com/legate-proxy/legate/store"
 )
@@ -67,11 +68,15 @@ type Service struct {
 	observe  func(login.Request, login.Result, time.Duration)
 }
 
-// Runtime is the part of a configuration a login decision reads: one
-// immutable value, swapped whole by SetRuntime on reload.
+// Runtime is the part of a configuration a login reads: one immutable
+// value, swapped whole by SetRuntime on reload.
 type Runtime struct {
 	Policy    *policy.Config
 	Directory directory.Directory
+	// Upstreams are where allowed sessions go, by protocol (policy.IMAP,
+	// policy.SMTP, policy.LDAP); an allowed Result carries its protocol's
+	// (login.Result.Upstream). Nil or missing: the front-end's own.
+	Upstreams map[string]*upstream.Config
 }
 
 // New returns a login service.
@@ -258,6 +263,9 @@ func (s *Service) evaluate(ctx context.Context, req login.Request, explain bool)
 	}
 	in.Credential = cred
 	ev.res = login.Result{Decision: policy.Decide(pol, in)}
+	if up := rt.Upstreams[req.Protocol]; up != nil && ev.res.Allowed() {
+		ev.res.Upstream = up // never a typed nil in the interface
+	}
 	if cred != nil && u != nil {
 		ev.res.User = LoginUser(u)
 		if ap != nil {

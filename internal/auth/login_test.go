@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/upstream"
 	"net/netip"
 	"strings"
 	"testing"
@@ -223,5 +224,34 @@ func TestUserGoneFromDirectory(t *testing.T) {
 	}
 	if res.AppPassword != nil {
 		t.Errorf("got app password %s on a failed login, want nil", res.AppPassword.ID)
+	}
+}
+
+// TestResultNamesTheUpstreamOfItsSnapshot: an allowed login carries the
+// upstream of its protocol from the runtime that decided it; a refused one
+// carries none.
+func TestResultNamesTheUpstreamOfItsSnapshot(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, secret := e.create(t, store.CreateRequest{User: "alice"})
+	imapUp, smtpUp := &upstream.Config{Address: "127.0.0.1:143"}, &upstream.Config{Address: "127.0.0.1:587"}
+	rt := e.svc.Runtime()
+	rt.Upstreams = map[string]*upstream.Config{policy.IMAP: imapUp, policy.SMTP: smtpUp}
+	e.svc.SetRuntime(rt)
+
+	for _, c := range []struct {
+		proto, secret string
+		want          login.Upstream
+	}{
+		{policy.IMAP, secret, imapUp},
+		{policy.SMTP, secret, smtpUp},
+		{policy.LDAP, secret, nil}, // none configured for it: a nil interface, not a typed nil
+		{policy.IMAP, "wrong-secret", nil},
+	} {
+		r := req("alice", c.secret)
+		r.Protocol = c.proto
+		if res := e.svc.Login(ctx, r); res.Upstream != c.want {
+			t.Errorf("%s (right secret: %v): upstream %v, want %v (%s)", c.proto, c.secret == secret, res.Upstream, c.want, res.Outcome)
+		}
 	}
 }

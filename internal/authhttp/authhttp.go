@@ -44,7 +44,9 @@ type Options struct {
 	Header, Secret string
 	// Upstream returns the upstream of a protocol (policy.IMAP, policy.SMTP)
 	// in force, nil if none: its address is what nginx connects to, its
-	// master user and password what nginx logs in with.
+	// master user and password what nginx logs in with. It is asked only
+	// when the login's Result names no upstream (login.Result.Upstream,
+	// which comes from the configuration that decided).
 	Upstream func(protocol string) *upstream.Config
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -101,7 +103,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, proto, "Refused: "+res.Reason, false)
 		return
 	}
-	up := h.o.Upstream(p)
+	up, _ := res.Upstream.(*upstream.Config) // of the configuration that decided
+	if up == nil {
+		up = h.o.Upstream(p)
+	}
 	if up == nil || res.User == nil {
 		fail(w, proto, "Service unavailable, try again later", false)
 		return

@@ -133,13 +133,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if n, ok := d.store.(store.RevocationNotifier); ok {
 		n.OnRevoke(func(ids []string, _ string) { d.registry.KillAppPasswords(ids...) })
 	}
-	d.rt.Store(&runtime{cfg: cfg, auth: auth.Runtime{Policy: PolicyOf(cfg), Directory: dir}, ups: ups})
+	rt := &runtime{cfg: cfg, auth: auth.Runtime{Policy: PolicyOf(cfg), Directory: dir, Upstreams: ups.byProtocol()}, ups: ups}
+	d.rt.Store(rt)
 	d.metrics = d.newMetrics()                            // operations
 	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
 	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle = newThrottle(cfg)
-	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: PolicyOf(cfg),
+	d.auth = auth.New(auth.Options{Store: d.store, Directory: dir, Policy: rt.auth.Policy,
 		Throttle: d.throttle, Logger: log, Observe: d.metrics.Observe}) // operations: Observe
+	d.auth.SetRuntime(rt.auth) // with the upstreams: a login's Result names its session's
 	d.registry.SetHooks(d.sessionHooks())
 	d.sweepDone.Add(1)
 	go d.sweeper()

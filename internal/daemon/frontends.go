@@ -15,6 +15,7 @@ import (
 	"github.com/legate-proxy/legate/internal/frontend"
 	"github.com/legate-proxy/legate/internal/oauth"
 	"github.com/legate-proxy/legate/internal/upstream"
+	"github.com/legate-proxy/legate/policy"
 )
 
 // frontServer is the contract every listener's server keeps: the
@@ -68,6 +69,18 @@ type listenerSpec struct {
 // upstreams are the configured upstream servers; nil when not configured.
 type upstreams struct {
 	IMAP, SMTP, LDAP *upstream.Config
+}
+
+// byProtocol is the upstreams as the login service hands them out
+// (auth.Runtime.Upstreams): by policy protocol, the unset ones left out.
+func (u *upstreams) byProtocol() map[string]*upstream.Config {
+	m := make(map[string]*upstream.Config, 3)
+	for p, c := range map[string]*upstream.Config{policy.IMAP: u.IMAP, policy.SMTP: u.SMTP, policy.LDAP: u.LDAP} {
+		if c != nil {
+			m[p] = c
+		}
+	}
+	return m
 }
 
 func buildUpstreams(cfg *config.Config, log *slog.Logger, obs oauth.Observer) (*upstreams, error) {

@@ -11,10 +11,11 @@ import (
 )
 
 // runtime is everything a configuration sets that a reload may change,
-// as one immutable value (issue 14.5): the configuration, the policy and
-// directory every login decides with (auth.Runtime, which the login service
-// publishes through one atomic pointer and each login loads once), the
-// upstreams, the TLS certificate. buildRuntime builds and checks all of it
+// as one immutable value (issue 14.5): the configuration; the policy,
+// directory and upstreams every login reads (auth.Runtime, which the login
+// service publishes through one atomic pointer and each login loads once:
+// the decision and the upstream its session goes to, login.Result.Upstream,
+// come from the same snapshot); the TLS certificate. buildRuntime builds and checks all of it
 // before anything is published, so a bad reload changes nothing; publish
 // then swaps it in, and the daemon reads it through d.rt.
 type runtime struct {
@@ -41,6 +42,7 @@ func (d *Daemon) buildRuntime(cfg *config.Config, listeners []string) (*runtime,
 		return nil, err
 	}
 	rt.ups = ups
+	rt.auth.Upstreams = ups.byProtocol()
 	var errs []error
 	for _, key := range listeners {
 		need := map[string]*upstream.Config{"imap": ups.IMAP, "imaps": ups.IMAP, "submission": ups.SMTP,
@@ -70,9 +72,12 @@ func protoOf(key string) string {
 	return "ldap"
 }
 
-// publish swaps rt in: the login service's policy and directory together,
-// then limits, throttle, certificate, each front-end's options. It cannot
-// fail (buildRuntime checked everything).
+// publish swaps rt in. What a login reads — policy, directory and the
+// upstream its session goes to — is one value behind one atomic pointer
+// (auth.Service.SetRuntime); then come what new connections read: limits,
+// throttle, certificate, each front-end's options (timeouts; their
+// upstream only as a fallback). It cannot fail (buildRuntime checked
+// everything).
 func (d *Daemon) publish(rt *runtime) {
 	d.rt.Store(rt)
 	d.auth.SetRuntime(rt.auth)

@@ -18,15 +18,18 @@ import (
 
 // snapshotConfig: in A, alice is enabled but blocked by policy; in B she is
 // disabled in the directory and not blocked. Either way she is refused; only
-// B's policy with A's directory would allow her.
+// B's policy with A's directory would allow her. In C she is allowed, and
+// the IMAP upstream is C's own address; A and B name another.
 // (start: neither, to create her app password.)
 func snapshotConfig(dir string, variant string) string {
-	disabled, blocked := "false", "[]"
+	disabled, blocked, upAddr := "false", "[]", "127.0.0.1:1"
 	switch variant {
 	case "A":
 		blocked = "[alice]"
 	case "B":
 		disabled = "true"
+	case "C":
+		upAddr = "127.0.0.1:3"
 	}
 	return fmt.Sprintf(`listen:
   http: 127.0.0.1:0
@@ -40,13 +43,15 @@ directory:
         disabled: %s
 policy:
   blocked_users: %s
-`, dir, disabled, blocked)
+upstream:
+%s`, dir, disabled, blocked, upstreamConfig(dir, "imap", upAddr, "none", ""))
 }
 
 // TestReloadIsOneSnapshot (issue 14.5): logins racing reloads always see a
-// policy and a directory of the same configuration.
+// policy, a directory and an upstream of the same configuration.
 func TestReloadIsOneSnapshot(t *testing.T) {
 	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "master.secret"), masterSecret)
 	path := filepath.Join(dir, "legate.yaml")
 	writeFile(t, path, snapshotConfig(dir, "start"))
 	d := startDaemon(t, path)
@@ -55,10 +60,10 @@ func TestReloadIsOneSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfgs [2]*config.Config
+	var cfgs [3]*config.Config
 	for i := range cfgs {
 		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
-		writeFile(t, p, snapshotConfig(dir, []string{"A", "B"}[i]))
+		writeFile(t, p, snapshotConfig(dir, []string{"A", "B", "C"}[i]))
 		if cfgs[i], err = config.Load(p); err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +73,7 @@ func TestReloadIsOneSnapshot(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var mixed, n atomic.Int64
+	var mixed, allowed, n atomic.Int64
 	for range 2 {
 		wg.Go(func() {
 			for {
@@ -80,23 +85,30 @@ func TestReloadIsOneSnapshot(t *testing.T) {
 				r := d.Auth().Explain(ctx, login.Request{User: "alice", Secret: c.Secret,
 					IP: netip.MustParseAddr("203.0.113.5"), Protocol: policy.IMAP, TLS: true})
 				n.Add(1)
-				if r.Allowed() {
-					mixed.Add(1)
+				switch {
+				case !r.Allowed():
+				case r.Upstream == nil || r.Upstream.UpstreamAddress() != "127.0.0.1:3":
+					mixed.Add(1) // A's directory with B's policy, or C's policy with another upstream
+				default:
+					allowed.Add(1)
 				}
 			}
 		})
 	}
-	for i := range 1000 {
-		if err := d.Reload(cfgs[i%2]); err != nil {
+	for i := range 1500 {
+		if err := d.Reload(cfgs[i%3]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	close(stop)
 	wg.Wait()
 	if mixed.Load() > 0 {
-		t.Errorf("%d of %d logins saw one configuration's policy with the other's directory", mixed.Load(), n.Load())
+		t.Errorf("%d of %d logins saw one configuration's policy with another's directory or upstream", mixed.Load(), n.Load())
 	}
-	t.Logf("%d logins during 1000 reloads", n.Load())
+	if allowed.Load() == 0 {
+		t.Errorf("none of %d logins was decided by configuration C, want some", n.Load())
+	}
+	t.Logf("%d logins during 1500 reloads, %d allowed by C", n.Load(), allowed.Load())
 }
 
 // TestRefusedReloadChangesNothing: a reload whose upstreams cannot serve the

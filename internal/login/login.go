@@ -51,6 +51,21 @@ type Result struct {
 	// AppPassword is the matched app password; nil for primary-password
 	// logins and failures.
 	AppPassword *AppPassword
+	// Upstream is where an allowed session goes: the upstream of the
+	// request's protocol in the same configuration snapshot that decided,
+	// so a reload between the decision and the upstream login cannot pair
+	// one configuration's policy with another's upstream or credential.
+	// Nil when the login service knows none (tests, front-ends built
+	// alone): the front-end then uses its own Options.Upstream.
+	Upstream Upstream
+}
+
+// Upstream is where an allowed session goes. internal/upstream's *Config
+// is the one implementation; the front-ends, which dial it, know that
+// type. An interface here keeps this package a leaf.
+type Upstream interface {
+	// UpstreamAddress is the upstream's host:port.
+	UpstreamAddress() string
 }
 
 // AppPasswordID is the matched app password's ID, "" for none.

@@ -94,6 +94,10 @@ func (c *Config) TLSClientConfig() *tls.Config {
 	return tc
 }
 
+// UpstreamAddress is the upstream's host:port; with it *Config is the
+// login.Upstream an allowed login.Result names.
+func (c *Config) UpstreamAddress() string { return c.Address }
+
 // Dial connects to the upstream; with implicit TLS the handshake is done
 // before it returns. Errors wrap ErrUnavailable.
 func (c *Config) Dial(ctx context.Context) (net.Conn, error) {

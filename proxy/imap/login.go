@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/upstream"
 	"net/netip"
 	"os"
 	"strings"
@@ -136,10 +137,14 @@ func (c *conn) login(tag, user, secret string) bool {
 	}
 	log := c.log.With("user", res.User.Name)
 	m := c.opts.metrics()
-	// The upstream in force now, not when the connection was accepted: a
-	// reload that moved the upstream or rotated its credential applies to
-	// the next login on every connection.
-	up := c.srv.opts.Load().Upstream
+	// The upstream of the configuration that decided (login.Result), not
+	// of when the connection was accepted: a reload that moved the
+	// upstream or rotated its credential applies to the next login on
+	// every connection, and never half.
+	up, _ := res.Upstream.(*upstream.Config)
+	if up == nil {
+		up = c.srv.opts.Load().Upstream
+	}
 	if up == nil {
 		log.Error("no upstream configured")
 		m.UpstreamError(policy.IMAP)

@@ -288,4 +288,26 @@ func TestLoginUsesUpstreamInForce(t *testing.T) {
 	if got := e.fake.loginList(); len(got) != 0 {
 		t.Errorf("logins at the upstream of before the reload: %v, want none", got)
 	}
+
+	// The login service names the upstream of the configuration that
+	// decided (login.Result.Upstream): it wins over the front-end's.
+	third := startFake(t, fakeConfig{masterUser: "legate3", masterPass: "third"}, e.certs.ServerTLS, false)
+	t.Cleanup(third.close)
+	up3 := up
+	up3.Address, up3.MasterUser, up3.MasterPassword = third.addr(), third.masterUser, third.masterPass
+	rt := e.auth.Runtime()
+	rt.Upstreams = map[string]*upstream.Config{policy.IMAP: &up3}
+	e.auth.SetRuntime(rt)
+	c2 := e.dial()
+	c2.expect("* OK")
+	c2.send("a LOGIN alice " + e.secret["alice"] + "\r\n")
+	if got := c2.readLine(); !strings.HasPrefix(got, "a OK ") {
+		t.Fatalf("LOGIN with the upstream named by the login service: %q, want OK", got)
+	}
+	if got := third.loginList(); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("logins at the login service's upstream: %v, want [alice]", got)
+	}
+	if got := moved.loginList(); len(got) != 1 {
+		t.Errorf("logins at the front-end's upstream: %v, want only the first", got)
+	}
 }

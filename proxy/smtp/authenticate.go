@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/upstream"
 	"strings"
 
 	"github.com/legate-proxy/legate/internal/session"
@@ -94,6 +95,14 @@ func (c *conn) login(authzid, user, secret string) error {
 	}
 	c.user = res.User
 	c.apID = res.AppPasswordID()
+	// The upstream of the configuration that decided, not of when the
+	// connection was accepted: a reload that moved the upstream or rotated
+	// its credential applies to the next login on every connection, and
+	// never half.
+	c.upCfg, _ = res.Upstream.(*upstream.Config)
+	if c.upCfg == nil {
+		c.upCfg = c.srv.opts.Load().Upstream
+	}
 	// Register before the dial: a revocation during it closes the session.
 	if reg := c.opts.Sessions; reg != nil {
 		name := c.user.Name

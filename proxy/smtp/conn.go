@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"github.com/legate-proxy/legate/internal/login"
+	"github.com/legate-proxy/legate/internal/upstream"
 	"io"
 	"log/slog"
 	"net"
@@ -63,6 +64,7 @@ type conn struct {
 
 	user  *login.User
 	apID  string
+	upCfg *upstream.Config // the session's upstream (login.Result.Upstream)
 	regID string
 	unreg func()
 

@@ -15,10 +15,7 @@ import (
 func (c *conn) connectUpstream() error {
 	o := c.opts
 	m := o.metrics()
-	// The upstream in force now, not when the connection was accepted: a
-	// reload that moved the upstream or rotated its credential applies to
-	// the next login on every connection.
-	upCfg := c.srv.opts.Load().Upstream
+	upCfg := c.upCfg
 	if upCfg == nil {
 		c.log.Error("no upstream configured", "user", c.user.Name)
 		m.UpstreamError(policy.SMTP)
