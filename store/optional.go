@@ -6,10 +6,25 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"time"
 )
 
 // Optional interfaces: a Store may implement them; callers check with a type
 // assertion on the unwrapped store.
+
+// SignOuts is implemented by stores shared between instances (store/etcd):
+// the portal keeps its sign-outs there, so that a session signed out on one
+// instance is refused by every other (a copied cookie is no use anywhere).
+// With a store of one instance (bbolt) the portal keeps them in a file of
+// its own beside its session key.
+type SignOuts interface {
+	// EndSession records that the portal session id was signed out. The
+	// record may be dropped once until has passed: the session could not
+	// be used after it anyway.
+	EndSession(ctx context.Context, id string, until time.Time) error
+	// SessionEnded reports whether the portal session id was signed out.
+	SessionEnded(ctx context.Context, id string) (bool, error)
+}
 
 // RevocationNotifier is implemented by stores shared between instances (store/etcd):
 // fn is called with the ids of app passwords revoked on any instance, so the

@@ -35,6 +35,7 @@ type Daemon struct {
 	log      *slog.Logger
 	rt       atomic.Pointer[runtime] // what a reload changes, one value (runtime.go)
 	store    store.Store
+	signOuts store.SignOuts // the portal's shared sign-outs (store/etcd); nil with bbolt
 	auth     *auth.Service
 	registry *session.Registry
 	limiter  *connlimit.Limiter
@@ -136,6 +137,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	rt := &runtime{cfg: cfg, auth: auth.Runtime{Policy: PolicyOf(cfg), Directory: dir, Upstreams: ups.byProtocol()}, ups: ups}
 	d.rt.Store(rt)
 	d.metrics = d.newMetrics()                            // operations
+	d.signOuts, _ = d.store.(store.SignOuts)              // before InstrumentStore wraps it
 	d.store = metrics.InstrumentStore(d.store, d.metrics) // operations
 	d.limiter = connlimit.New(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	d.throttle = newThrottle(cfg)

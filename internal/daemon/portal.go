@@ -23,7 +23,11 @@ func buildPortal(d *Daemon, cfg *config.Config, _ *upstreams) (built, error) {
 	if d.cert != nil {
 		cert = d.cert.cert.Load // signs the device set-up profiles
 	}
-	p, err := portal.New(portal.Options{Control: d.local, Config: cfg.Portal, TLS: serveTLS, Logger: log, Certificate: cert})
+	opts := portal.Options{Control: d.local, Config: cfg.Portal, TLS: serveTLS, Logger: log, Certificate: cert}
+	if d.signOuts != nil { // never a typed nil in the interface
+		opts.SignOuts = d.signOuts
+	}
+	p, err := portal.New(opts)
 	if err != nil {
 		return built{}, err
 	}

@@ -1,12 +1,19 @@
 package portal_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/legate-proxy/legate/internal/config"
 	"github.com/legate-proxy/legate/internal/portal/portaltest"
+	"github.com/legate-proxy/legate/internal/testenv"
+	"github.com/legate-proxy/legate/store/etcd"
 )
 
 // copiedCookies are the cookies a user's jar holds for the portal (a copy,
@@ -78,4 +85,63 @@ func TestLogoutEndsSession(t *testing.T) {
 	check("after sign-out")
 	e.Restart()
 	check("after a restart")
+}
+
+// TestLogoutEndsSessionOnEveryInstance (#18.7 with several instances): two
+// portals with the same session key share sign-outs through a real etcd
+// store (store.SignOuts), as two Legate instances on one etcd do. A cookie
+// copied before alice signs out on A is refused by B afterwards.
+func TestLogoutEndsSessionOnEveryInstance(t *testing.T) {
+	etc := testenv.StartEtcd(t, 1)
+	dir := t.TempDir()
+	open := func() *etcd.Store {
+		s, err := etcd.Open(t.Context(), etcd.Options{Endpoints: etc.Endpoints(), KeyFile: filepath.Join(dir, "hmac.key"),
+			FlushInterval: time.Hour, DialTimeout: 5 * time.Second, Logger: portaltest.TestLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	key := filepath.Join(dir, "portal.key")
+	shareKey := func(c *config.Portal) { c.SessionKeyFile = key }
+	a := start(t, portaltest.Options{Configure: shareKey, SignOuts: open()})
+	b := start(t, portaltest.Options{Configure: shareKey, SignOuts: open()})
+
+	alice := a.NewUser(t, "alice")
+	alice.SignIn(t)
+	stolen := copiedCookies(t, a, alice)
+	if resp := getWith(t, b, "/", stolen); resp.StatusCode != http.StatusOK {
+		t.Fatalf("A's cookie on B before sign-out: got %d, want 200 (one session key)", resp.StatusCode)
+	}
+	if p := alice.Post(t, "/logout", url.Values{"csrf": {alice.CSRF}}); p.Status != http.StatusOK {
+		t.Fatalf("logout on A: got %d, want 200", p.Status)
+	}
+	for name, e := range map[string]*testEnv{"A": a, "B": b} {
+		if resp := getWith(t, e, "/", stolen); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+			t.Errorf("copied cookie on %s after sign-out on A: got %d to %q, want 303 to /login", name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}
+
+// failingSignOuts cannot answer.
+type failingSignOuts struct{}
+
+func (failingSignOuts) EndSession(context.Context, string, time.Time) error {
+	return errors.New("etcd unavailable")
+}
+func (failingSignOuts) SessionEnded(context.Context, string) (bool, error) {
+	return false, errors.New("etcd unavailable")
+}
+
+// TestSharedSignOutsFailClosed: when the shared sign-outs cannot answer, a
+// session counts as signed out (the user is asked to sign in again) rather
+// than one that may have been.
+func TestSharedSignOutsFailClosed(t *testing.T) {
+	e := start(t, portaltest.Options{SignOuts: failingSignOuts{}})
+	alice := e.NewUser(t, "alice")
+	alice.SignIn(t)
+	if resp := getWith(t, e, "/", copiedCookies(t, e, alice)); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("with the shared sign-outs down: got %d to %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }

@@ -86,6 +86,18 @@ type Options struct {
 	// restarts; "" means Config.SessionKeyFile + ".ended", or memory only
 	// when that is empty too.
 	EndedSessionsFile string
+	// SignOuts, if set, is where sign-outs are shared with the other
+	// instances of the same store (store/etcd): a session signed out on
+	// any instance is refused on this one too. The local table is kept as
+	// well. When SignOuts cannot answer, the session counts as ended.
+	SignOuts SignOuts
+}
+
+// SignOuts keeps sign-outs where every instance sees them;
+// store.SignOuts is one.
+type SignOuts interface {
+	EndSession(ctx context.Context, id string, until time.Time) error
+	SessionEnded(ctx context.Context, id string) (bool, error)
 }
 
 // Portal is the self-service web app. It is an http.Handler.
@@ -101,8 +113,10 @@ type Portal struct {
 	handler    http.Handler
 	// set is the reloadable configuration (see Reload).
 	set atomic.Pointer[settings]
-	// ended are the sessions signed out on the server (see logout).
-	ended *endedSessions
+	// ended are the sessions signed out on the server (see logout), and
+	// signOuts those of every instance sharing the store (nil: one).
+	ended    *endedSessions
+	signOuts SignOuts
 	// setups are the one-time device set-up links (see setup.go).
 	setups *setupLinks
 	cert   func() *tls.Certificate
@@ -115,7 +129,7 @@ func New(o Options) (*Portal, error) {
 		return nil, errors.New("portal: Options.Control is required")
 	}
 	p := &Portal{ctl: o.Control, secure: o.TLS, log: o.Logger, now: o.Now,
-		httpClient: o.HTTPClient, cert: o.Certificate}
+		httpClient: o.HTTPClient, cert: o.Certificate, signOuts: o.SignOuts}
 	if p.log == nil {
 		p.log = slog.Default()
 	}

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -144,10 +145,39 @@ func (p *Portal) readSession(r *http.Request) (*session, bool) {
 	if now.Sub(s.Seen) > IdleTimeout || now.Sub(s.Start) > MaxSessionAge || now.Before(s.Start.Add(-time.Minute)) {
 		return nil, false
 	}
-	if p.ended.has(s.ID, s.Start) {
+	if p.sessionEnded(r.Context(), s.ID, s.Start) {
 		return nil, false
 	}
 	return &s, true
+}
+
+// sessionEnded reports whether the session id, started at start, was
+// signed out: on this instance, or — with shared sign-outs — on any. A
+// shared table that cannot answer counts as ended (the page then asks the
+// user to sign in again, which needs the store anyway).
+func (p *Portal) sessionEnded(ctx context.Context, id string, start time.Time) bool {
+	if p.ended.has(id, start) {
+		return true
+	}
+	if p.signOuts == nil {
+		return false
+	}
+	ended, err := p.signOuts.SessionEnded(ctx, id)
+	if err != nil {
+		p.log.Warn("portal: shared sign-outs unavailable; session refused", "err", err)
+		return true
+	}
+	return ended
+}
+
+// endSession signs the session out: in the local table and, with shared
+// sign-outs, for every instance.
+func (p *Portal) endSession(ctx context.Context, id string, start time.Time) error {
+	err := p.ended.end(id, start, p.now())
+	if p.signOuts != nil {
+		err = errors.Join(err, p.signOuts.EndSession(ctx, id, start.Add(MaxSessionAge)))
+	}
+	return err
 }
 
 // writeSession stores s in the session cookie. It is a browser-session

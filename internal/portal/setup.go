@@ -77,7 +77,7 @@ func (l *setupLinks) prune(now time.Time) {
 // take returns the profile of a token once. found says whether the token
 // was ever handed out (and is still remembered): a used or ended link is
 // found but not ok.
-func (l *setupLinks) take(tok string, now time.Time, ended *endedSessions) (pd profileData, found, ok bool) {
+func (l *setupLinks) take(tok string, now time.Time, ended func(id string, start time.Time) bool) (pd profileData, found, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.prune(now)
@@ -85,7 +85,7 @@ func (l *setupLinks) take(tok string, now time.Time, ended *endedSessions) (pd p
 	if s == nil {
 		return profileData{}, false, false
 	}
-	if s.used || ended.has(s.session, s.start) {
+	if s.used || ended(s.session, s.start) {
 		return profileData{}, true, false
 	}
 	s.used, pd, s.profile = true, s.profile, profileData{} // forget the secret now
@@ -142,7 +142,9 @@ func (p *Portal) profile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.PathValue("token")
-	pd, found, ok := p.setups.take(tok, p.now(), p.ended)
+	pd, found, ok := p.setups.take(tok, p.now(), func(id string, start time.Time) bool {
+		return p.sessionEnded(r.Context(), id, start)
+	})
 	switch {
 	case !found:
 		p.message(w, http.StatusNotFound, "Link not found", "This set-up link does not exist or has expired. Create a new app password to get a new one.", false)

@@ -185,7 +185,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok {
-		if err := p.ended.end(s.ID, s.Start, p.now()); err != nil {
+		if err := p.endSession(r.Context(), s.ID, s.Start); err != nil {
 			p.fail(w, err)
 			return
 		}

@@ -32,6 +32,8 @@ import (
 //	P audit/head         JSON {seq, hash} of the last audit record
 //	P audit/r/<%016x>    JSON AuditRecord, chained (see store/audit.go)
 //	P audit/anchor       JSON {seq, hash} of the last pruned audit record
+//	P portal/ended/<hex> a portal sign-out (store.SignOuts), empty, with a
+//	                     lease that runs out with the session (signouts.go)
 //
 // Verify never asks etcd: each instance keeps an in-memory replica of the
 // pw/ records (see etcd_watch.go) fed by a watch from a known revision.

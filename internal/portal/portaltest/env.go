@@ -100,6 +100,8 @@ type Options struct {
 	// WrapListener, if set, wraps the portal's listener (e.g. in a
 	// proxyproto.Listener) before the server starts.
 	WrapListener func(net.Listener) net.Listener
+	// SignOuts shares sign-outs between portals (portal.Options.SignOuts).
+	SignOuts portal.SignOuts
 }
 
 // Env is a running portal and provider.
@@ -182,7 +184,7 @@ func Start(t testing.TB, o Options) *Env {
 	e.Client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	e.opts = portal.Options{Control: o.Control, Config: cfg, ExternalURL: e.URL, TLS: o.TLS,
 		ClientSecret: ClientSecret, Logger: log, Now: e.Clock.Now, HTTPClient: &http.Client{Timeout: 10 * time.Second},
-		Certificate: o.Certificate}
+		Certificate: o.Certificate, SignOuts: o.SignOuts}
 	e.Restart()
 	return e
 }
