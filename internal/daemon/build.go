@@ -131,6 +131,12 @@ func BuildDirectory(cfg *config.Config) (directory.Directory, error) {
 
 // MailUpstream converts upstream.imap or upstream.smtp.
 func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, key string, obs oauth.Observer) (*upstream.Config, error) {
+	return mailUpstream(u, dial, log, key, obs, nil)
+}
+
+// mailUpstream is MailUpstream taking token caches from caches (nil: new
+// ones).
+func mailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, key string, obs oauth.Observer, caches *tokenCaches) (*upstream.Config, error) {
 	if !u.Configured() {
 		return nil, nil
 	}
@@ -152,7 +158,7 @@ func MailUpstream(u config.UpstreamMail, dial time.Duration, log *slog.Logger, k
 		c.MasterPassword = pw
 	}
 	if u.Auth == config.AuthOAuth2 {
-		if c.OAuth, err = oauthLogin(u, key, obs); err != nil {
+		if c.OAuth, err = oauthLogin(u, key, obs, caches); err != nil {
 			return nil, err
 		}
 	}

@@ -36,6 +36,7 @@ type Daemon struct {
 	rt       atomic.Pointer[runtime] // what a reload changes, one value (runtime.go)
 	store    store.Store
 	signOuts store.SignOuts // the portal's shared sign-outs (store/etcd); nil with bbolt
+	tokens   *tokenCaches   // oauth2 token caches, kept across reloads
 	auth     *auth.Service
 	registry *session.Registry
 	limiter  *connlimit.Limiter
@@ -77,7 +78,7 @@ func Check(_ context.Context, cfg *config.Config) error {
 	if _, err := BuildDirectory(cfg); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := buildUpstreams(cfg, log, nil); err != nil {
+	if _, err := buildUpstreams(cfg, log, nil, nil); err != nil {
 		errs = append(errs, err)
 	}
 	if err := checkStorage(cfg); err != nil {
@@ -102,7 +103,7 @@ func Check(_ context.Context, cfg *config.Config) error {
 // Start opens the store and starts every configured listener. On error,
 // whatever started is stopped again.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{log: log, registry: session.New(),
+	d = &Daemon{log: log, registry: session.New(), tokens: &tokenCaches{},
 		kickSweep: make(chan struct{}, 1), stopSweep: make(chan struct{})}
 	d.rt.Store(&runtime{cfg: cfg})
 	defer func() {
@@ -123,7 +124,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if err != nil {
 		return d, err
 	}
-	ups, err := buildUpstreams(cfg, log, tokenObserver{d})
+	ups, err := buildUpstreams(cfg, log, tokenObserver{d}, d.tokens)
 	if err != nil {
 		return d, err
 	}

@@ -83,15 +83,15 @@ func (u *upstreams) byProtocol() map[string]*upstream.Config {
 	return m
 }
 
-func buildUpstreams(cfg *config.Config, log *slog.Logger, obs oauth.Observer) (*upstreams, error) {
+func buildUpstreams(cfg *config.Config, log *slog.Logger, obs oauth.Observer, caches *tokenCaches) (*upstreams, error) {
 	dial := cfg.Limits.DialTimeout.Std()
 	var u upstreams
 	var err error
 	var errs []error
-	if u.IMAP, err = MailUpstream(cfg.Upstream.IMAP, dial, log, "upstream.imap", obs); err != nil {
+	if u.IMAP, err = mailUpstream(cfg.Upstream.IMAP, dial, log, "upstream.imap", obs, caches); err != nil {
 		errs = append(errs, err)
 	}
-	if u.SMTP, err = MailUpstream(cfg.Upstream.SMTP, dial, log, "upstream.smtp", obs); err != nil {
+	if u.SMTP, err = mailUpstream(cfg.Upstream.SMTP, dial, log, "upstream.smtp", obs, caches); err != nil {
 		errs = append(errs, err)
 	}
 	if u.LDAP, err = LDAPUpstream(cfg.Upstream.LDAP, dial, log); err != nil {

@@ -37,7 +37,7 @@ func (d *Daemon) buildRuntime(cfg *config.Config, listeners []string) (*runtime,
 		}
 		rt.cert = &c
 	}
-	ups, err := buildUpstreams(cfg, d.log, tokenObserver{d})
+	ups, err := buildUpstreams(cfg, d.log, tokenObserver{d}, d.tokens)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +87,7 @@ func (d *Daemon) publish(rt *runtime) {
 		d.cert.cert.Store(rt.cert)
 	}
 	d.reconfigureFrontEnds(rt.cfg, rt.ups)
+	d.tokens.retain(rt.ups.IMAP, rt.ups.SMTP)
 }
 
 // config returns the configuration in force.
