@@ -162,6 +162,8 @@ func (p *Portal) sessionEnded(ctx context.Context, id string, start time.Time) b
 	if p.signOuts == nil {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, signOutTimeout)
+	defer cancel()
 	ended, err := p.signOuts.SessionEnded(ctx, id)
 	if err != nil {
 		p.log.Warn("portal: shared sign-outs unavailable; session refused", "err", err)
@@ -175,10 +177,16 @@ func (p *Portal) sessionEnded(ctx context.Context, id string, start time.Time) b
 func (p *Portal) endSession(ctx context.Context, id string, start time.Time) error {
 	err := p.ended.end(id, start, p.now())
 	if p.signOuts != nil {
+		ctx, cancel := context.WithTimeout(ctx, signOutTimeout)
+		defer cancel()
 		err = errors.Join(err, p.signOuts.EndSession(ctx, id, start.Add(MaxSessionAge)))
 	}
 	return err
 }
+
+// signOutTimeout bounds one question to the shared sign-outs: a store that
+// hangs costs a page a few seconds, not its whole write timeout.
+const signOutTimeout = 5 * time.Second
 
 // writeSession stores s in the session cookie. It is a browser-session
 // cookie; the timeouts are enforced by readSession.
