@@ -66,11 +66,9 @@ const (
 	maxDroppedLines = 100
 )
 
-// BatcherOptions configures a Batcher. The zero value of every field works.
-type BatcherOptions struct {
-	// Interval is how often pending last uses and audit records are
-	// written; zero means 2s.
-	Interval time.Duration
+// AuditBounds bound the audit a Batcher keeps; both backends' Options
+// embed them and hand them on. The zero value of every field works.
+type AuditBounds struct {
 	// MaxPending bounds the queued audit records and the last-use map;
 	// zero means 100,000.
 	MaxPending int
@@ -81,9 +79,18 @@ type BatcherOptions struct {
 	// aggregated into one record per source, name and protocol; zero
 	// means one minute.
 	ThrottleWindow time.Duration
-	// Retain is how long audit records are kept; zero means forever.
-	// Pruning runs every PruneEvery (and once soon after start).
+	// Retain is how long audit records are kept (audit.retain); zero
+	// means forever. Pruning runs every PruneEvery (and once soon after
+	// start).
 	Retain time.Duration
+}
+
+// BatcherOptions configures a Batcher. The zero value of every field works.
+type BatcherOptions struct {
+	// Interval is how often pending last uses and audit records are
+	// written; zero means 2s.
+	Interval time.Duration
+	AuditBounds
 	// Logger receives flush errors, dropped records and each new head;
 	// nil means discard.
 	Logger *slog.Logger

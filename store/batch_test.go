@@ -96,7 +96,7 @@ func TestBatcherBoundedWhenFlushFails(t *testing.T) {
 	w := &fakeWriter{fail: true}
 	logs := &countingHandler{}
 	const maxBytes = 256 << 10
-	b := NewBatcher(w, BatcherOptions{Interval: time.Hour, MaxPendingBytes: maxBytes, Logger: slog.New(logs)})
+	b := NewBatcher(w, BatcherOptions{Interval: time.Hour, AuditBounds: AuditBounds{MaxPendingBytes: maxBytes}, Logger: slog.New(logs)})
 	defer b.Close(ctx)
 	long := strings.Repeat("x", 8<<10)
 	const n = 20_000
@@ -186,7 +186,7 @@ func TestBatcherThrottleWindow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	b := NewBatcher(w, BatcherOptions{Interval: time.Hour, ThrottleWindow: time.Minute, Now: clock})
+	b := NewBatcher(w, BatcherOptions{Interval: time.Hour, AuditBounds: AuditBounds{ThrottleWindow: time.Minute}, Now: clock})
 	defer b.Close(ctx)
 	b.Audit(AuditRecord{Action: "login", User: "alice", IP: "192.0.2.1", Outcome: "deny", Rule: "throttled"})
 	if err := b.flush(ctx, false); err != nil {
@@ -235,7 +235,7 @@ func TestBatcherPrunes(t *testing.T) {
 	ctx := context.Background()
 	w := &fakeWriter{}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b := NewBatcher(w, BatcherOptions{Interval: 5 * time.Millisecond, Retain: 400 * 24 * time.Hour, Now: func() time.Time { return now }})
+	b := NewBatcher(w, BatcherOptions{Interval: 5 * time.Millisecond, AuditBounds: AuditBounds{Retain: 400 * 24 * time.Hour}, Now: func() time.Time { return now }})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		w.mu.Lock()

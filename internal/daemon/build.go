@@ -49,7 +49,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 			}
 		}
 		st, err := bolt.Open(ctx, bolt.Options{Path: cfg.Storage.Path, KeyFile: cfg.Storage.KeyFile, Logger: log,
-			Retain: cfg.Audit.Retain.Std()})
+			AuditBounds: store.AuditBounds{Retain: cfg.Audit.Retain.Std()}})
 		if err != nil {
 			return nil, err // not a typed nil *bolt.Store in the interface
 		}
@@ -75,7 +75,7 @@ func etcdOptions(cfg *config.Config, log *slog.Logger) (etcd.Options, error) {
 	opts := etcd.Options{
 		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username,
 		DialTimeout: e.DialTimeout.Std(), StaleGrace: e.StaleGrace.Std(),
-		KeyFile: cfg.Storage.KeyFile, Logger: log, Retain: cfg.Audit.Retain.Std(),
+		KeyFile: cfg.Storage.KeyFile, Logger: log, AuditBounds: store.AuditBounds{Retain: cfg.Audit.Retain.Std()},
 	}
 	if e.PasswordFile != "" {
 		pw, err := config.ReadSecretFile(e.PasswordFile)

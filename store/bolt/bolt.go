@@ -56,18 +56,9 @@ type Options struct {
 	// FlushInterval is how often pending last uses and audit records are
 	// written; zero means 2s.
 	FlushInterval time.Duration
-	// MaxPending bounds the queue of audit records waiting for a flush; zero
-	// means 100,000. When it is full the oldest pending record is dropped,
-	// counted, logged, and the gap is itself written to the audit log.
-	MaxPending int
-	// MaxPendingBytes bounds the same queue in bytes; zero means 16 MiB.
-	MaxPendingBytes int
-	// ThrottleWindow aggregates throttled login attempts (see
-	// store.BatcherOptions); zero means one minute.
-	ThrottleWindow time.Duration
-	// Retain is how long audit records are kept (audit.retain); zero
-	// means forever.
-	Retain time.Duration
+	// AuditBounds bound the audit queue and its retention (see
+	// store.AuditBounds).
+	store.AuditBounds
 	// Logger receives flush errors and drop warnings; nil means discard.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -170,8 +161,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		b.log.Warn("store: cannot write pid file", "file", b.pidFile, "err", err)
 	}
 	b.batch = store.NewBatcher(b, store.BatcherOptions{
-		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
-		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: b.log, Now: b.now,
+		Interval: opts.FlushInterval, AuditBounds: opts.AuditBounds, Logger: b.log, Now: b.now,
 	})
 	b.Queue = store.NewQueue(b.batch, &b.lc)
 	return b, nil

@@ -101,13 +101,9 @@ type Options struct {
 	// FlushInterval is how often pending last uses and audit records are
 	// written; zero means 2s.
 	FlushInterval time.Duration
-	// MaxPending, MaxPendingBytes, ThrottleWindow and Retain bound the
-	// audit as in store.BatcherOptions (zero: 100,000 records, 16 MiB,
-	// one minute, forever).
-	MaxPending      int
-	MaxPendingBytes int
-	ThrottleWindow  time.Duration
-	Retain          time.Duration
+	// AuditBounds bound the audit queue and its retention (see
+	// store.AuditBounds).
+	store.AuditBounds
 	// Logger receives errors and warnings; nil means discard.
 	Logger *slog.Logger
 	// Now is the clock for record times; nil means time.Now.
@@ -193,8 +189,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	go s.feed.watch(bg, rev)
 	go s.feed.prober(bg)
 	s.batch = store.NewBatcher(s, store.BatcherOptions{
-		Interval: opts.FlushInterval, MaxPending: opts.MaxPending, MaxPendingBytes: opts.MaxPendingBytes,
-		ThrottleWindow: opts.ThrottleWindow, Retain: opts.Retain, Logger: s.log, Now: s.now,
+		Interval: opts.FlushInterval, AuditBounds: opts.AuditBounds, Logger: s.log, Now: s.now,
 	})
 	s.Queue = store.NewQueue(s.batch, &s.lc)
 	return s, nil
