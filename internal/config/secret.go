@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 )
 
 // maxSecretSize bounds a secret file; secrets are short.
@@ -67,25 +68,19 @@ func pathErr(err error) error {
 
 // secretKeys lists the *_file keys holding secrets that the configuration
 // uses, with their paths (only those set).
-func (c *Config) secretKeys() []struct{ key, path string } {
-	all := []struct{ key, path string }{
+func (c *Config) secretKeys() []keyedFile {
+	all := []keyedFile{
 		{"upstream.imap.master_password_file", c.Upstream.IMAP.MasterPasswordFile},
 		{"upstream.smtp.master_password_file", c.Upstream.SMTP.MasterPasswordFile},
 		{"upstream.ldap.bind_password_file", c.Upstream.LDAP.BindPasswordFile},
 	}
 	if c.Storage.Backend == "etcd" {
-		all = append(all, struct{ key, path string }{"storage.etcd.password_file", c.Storage.Etcd.PasswordFile})
+		all = append(all, keyedFile{"storage.etcd.password_file", c.Storage.Etcd.PasswordFile})
 	}
 	if c.Listen.Portal != "" {
-		all = append(all, struct{ key, path string }{"portal.oidc.client_secret_file", c.Portal.OIDC.ClientSecretFile})
+		all = append(all, keyedFile{"portal.oidc.client_secret_file", c.Portal.OIDC.ClientSecretFile})
 	}
-	out := all[:0]
-	for _, s := range all {
-		if s.path != "" {
-			out = append(out, s)
-		}
-	}
-	return out
+	return named(all)
 }
 
 // CheckSecrets reads every secret file the configuration uses and returns
@@ -140,8 +135,8 @@ func (c *Config) WithoutFiles(errs Errors) *Config {
 
 // fileKeys lists the other files the configuration reads at start (PEM
 // certificates, keys and CAs), only those set.
-func (c *Config) fileKeys() []struct{ key, path string } {
-	all := []struct{ key, path string }{
+func (c *Config) fileKeys() []keyedFile {
+	all := []keyedFile{
 		{"tls.cert_file", c.TLS.CertFile},
 		{"tls.key_file", c.TLS.KeyFile},
 		{"upstream.imap.ca_file", c.Upstream.IMAP.CAFile},
@@ -150,17 +145,11 @@ func (c *Config) fileKeys() []struct{ key, path string } {
 	}
 	if c.Storage.Backend == "etcd" {
 		all = append(all,
-			struct{ key, path string }{"storage.etcd.tls.ca_file", c.Storage.Etcd.TLS.CAFile},
-			struct{ key, path string }{"storage.etcd.tls.cert_file", c.Storage.Etcd.TLS.CertFile},
-			struct{ key, path string }{"storage.etcd.tls.key_file", c.Storage.Etcd.TLS.KeyFile})
+			keyedFile{"storage.etcd.tls.ca_file", c.Storage.Etcd.TLS.CAFile},
+			keyedFile{"storage.etcd.tls.cert_file", c.Storage.Etcd.TLS.CertFile},
+			keyedFile{"storage.etcd.tls.key_file", c.Storage.Etcd.TLS.KeyFile})
 	}
-	out := all[:0]
-	for _, f := range all {
-		if f.path != "" {
-			out = append(out, f)
-		}
-	}
-	return out
+	return named(all)
 }
 
 // CheckFiles checks that every certificate, key and CA file the
@@ -192,4 +181,12 @@ func readable(path string) error {
 		return fmt.Errorf("%s is not a regular file", path)
 	}
 	return nil
+}
+
+// keyedFile is a file a configuration key names.
+type keyedFile struct{ key, path string }
+
+// named keeps the files whose key is set.
+func named(all []keyedFile) []keyedFile {
+	return slices.DeleteFunc(all, func(f keyedFile) bool { return f.path == "" })
 }
