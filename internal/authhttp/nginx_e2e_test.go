@@ -1,10 +1,8 @@
 package authhttp_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,33 +81,6 @@ mail {
 	return addr
 }
 
-// login sends IMAP LOGIN through nginx from the loopback address from and
-// returns nginx's tagged answer.
-func login(t *testing.T, addr, from, user, pass string) string {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	fmt.Fprintf(c, "a LOGIN %q %q\r\n", user, pass)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("LOGIN: %v", err)
-		}
-		if strings.HasPrefix(line, "a ") {
-			return strings.TrimSpace(line)
-		}
-	}
-}
-
 // TestNginxAuthHTTP: nginx's mail proxy in front of real Dovecot asks
 // Legate (listen.auth_http): an app password reaches the mailbox (nginx logs
 // in to Dovecot as alice*master), refusals reach the client with their text,
@@ -143,24 +114,24 @@ func TestNginxAuthHTTP(t *testing.T) {
 		t.Fatalf("curl through nginx with alice's app password: %v\n%s", err, out)
 	}
 
-	if got := login(t, ng, "127.0.0.7", "alice", "wrong"); !strings.Contains(got, "NO") || !strings.Contains(got, "Invalid login or password") {
+	if got := testenv.IMAPLogin(t, ng, "127.0.0.7", "alice", "wrong"); !strings.Contains(got, "NO") || !strings.Contains(got, "Invalid login or password") {
 		t.Errorf("wrong password: %q, want NO Invalid login or password", got)
 	}
 	pol := *lg.Auth().Policy()
 	pol.Admins = []string{"bob"}
 	lg.Auth().SetPolicy(&pol)
-	if got := login(t, ng, "127.0.0.7", "bob", bobPW); !strings.Contains(got, "NO") || !strings.Contains(got, "administrators cannot use legacy authentication") {
+	if got := testenv.IMAPLogin(t, ng, "127.0.0.7", "bob", bobPW); !strings.Contains(got, "NO") || !strings.Contains(got, "administrators cannot use legacy authentication") {
 		t.Errorf("admin: %q, want NO ... administrators cannot use legacy authentication", got)
 	}
 	pol.Admins, pol.BlockedUsers = nil, []string{"bob"}
 	lg.Auth().SetPolicy(&pol)
-	if got := login(t, ng, "127.0.0.7", "bob", bobPW); !strings.Contains(got, "legacy authentication is blocked") {
+	if got := testenv.IMAPLogin(t, ng, "127.0.0.7", "bob", bobPW); !strings.Contains(got, "legacy authentication is blocked") {
 		t.Errorf("blocked user: %q, want ... legacy authentication is blocked", got)
 	}
 	for i := 0; i < 2; i++ { // with the first wrong password: 3 failures
-		login(t, ng, "127.0.0.8", "alice", "wrong")
+		testenv.IMAPLogin(t, ng, "127.0.0.8", "alice", "wrong")
 	}
-	if got := login(t, ng, "127.0.0.8", "alice", alicePW); !strings.Contains(got, "Too many failures") {
+	if got := testenv.IMAPLogin(t, ng, "127.0.0.8", "alice", alicePW); !strings.Contains(got, "Too many failures") {
 		t.Errorf("throttled: %q, want ... Too many failures", got)
 	}
 

@@ -1,11 +1,8 @@
 package decision_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -40,31 +37,6 @@ func buildLegate(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return bin
-}
-
-// imapLogin sends LOGIN straight to Dovecot and returns its tagged answer.
-func imapLogin(t *testing.T, addr, user, pass string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	fmt.Fprintf(c, "a LOGIN %q %q\r\n", user, pass)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("LOGIN: %v", err)
-		}
-		if strings.HasPrefix(line, "a ") {
-			return strings.TrimSpace(line)
-		}
-	}
 }
 
 // TestDovecotCheckpassword: Dovecot with a checkpassword passdb running the
@@ -104,19 +76,19 @@ func TestDovecotCheckpassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := imapLogin(t, dv.IMAPAddr, "alice", secret); !strings.HasPrefix(got, "a OK") {
+	if got := testenv.IMAPLogin(t, dv.IMAPAddr, "", "alice", secret); !strings.HasPrefix(got, "a OK") {
 		t.Fatalf("LOGIN alice with her app password, straight to Dovecot: %q, want OK\n%s", got, dv.Log())
 	}
-	if got := imapLogin(t, dv.IMAPAddr, "alice", "not-the-password"); !strings.HasPrefix(got, "a NO") {
+	if got := testenv.IMAPLogin(t, dv.IMAPAddr, "", "alice", "not-the-password"); !strings.HasPrefix(got, "a NO") {
 		t.Errorf("LOGIN with a wrong password: %q, want NO", got)
 	}
-	if got := imapLogin(t, dv.IMAPAddr, "bob", secret); !strings.HasPrefix(got, "a NO") {
+	if got := testenv.IMAPLogin(t, dv.IMAPAddr, "", "bob", secret); !strings.HasPrefix(got, "a NO") {
 		t.Errorf("LOGIN bob with alice's app password: %q, want NO", got)
 	}
 	if _, err := st.Revoke(ctx, "alice", store.Selector{ID: ap.ID}); err != nil {
 		t.Fatal(err)
 	}
-	if got := imapLogin(t, dv.IMAPAddr, "alice", secret); !strings.HasPrefix(got, "a NO") {
+	if got := testenv.IMAPLogin(t, dv.IMAPAddr, "", "alice", secret); !strings.HasPrefix(got, "a NO") {
 		t.Errorf("LOGIN after revoke: %q, want NO", got)
 	}
 	// The audit has Legate's own records of these logins. The daemon
