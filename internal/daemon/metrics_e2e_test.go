@@ -116,19 +116,28 @@ next:
 	return 0, false
 }
 
-func TestMetricsIMAPRelay(t *testing.T) {
+// imapDaemon starts a daemon with listen.imap (and listenExtra, lines
+// under listen:) in front of a fake IMAP upstream, with policyLines under
+// policy:, and creates an app password for alice.
+func imapDaemon(t *testing.T, policyLines, listenExtra string) (*Daemon, control.Created) {
+	t.Helper()
 	up := fakeIMAP(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "master.secret"), masterSecret)
 	path := filepath.Join(dir, "legate.yaml")
-	writeFile(t, path, strings.Replace(testConfig(dir, "  allow_plaintext_loopback: true\n",
+	writeFile(t, path, strings.Replace(testConfig(dir, policyLines,
 		"upstream:\n"+upstreamConfig(dir, "imap", up.Addr().String(), "none", "")),
-		"listen:\n", "listen:\n  imap: 127.0.0.1:0\n", 1))
+		"listen:\n", "listen:\n  imap: 127.0.0.1:0\n"+listenExtra, 1))
 	d := startDaemon(t, path)
 	ap, err := d.Control().CreateAppPassword(context.Background(), control.CreateArgs{User: "alice", Name: "laptop", Via: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d, ap
+}
+
+func TestMetricsIMAPRelay(t *testing.T) {
+	d, ap := imapDaemon(t, "  allow_plaintext_loopback: true\n", "")
 
 	c, err := net.DialTimeout("tcp", d.Addr("imap").String(), 3*time.Second)
 	if err != nil {

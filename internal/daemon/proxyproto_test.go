@@ -2,16 +2,12 @@ package daemon
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/legate-proxy/legate/internal/control"
 )
 
 // TestProxyProtocolListener: with listen.proxy_protocol.trusted, the IMAP
@@ -19,18 +15,7 @@ import (
 // (the session is registered under it) and closes a trusted peer's
 // connection that sends none within listen.proxy_protocol.timeout.
 func TestProxyProtocolListener(t *testing.T) {
-	up := fakeIMAP(t)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "master.secret"), masterSecret)
-	path := filepath.Join(dir, "legate.yaml")
-	writeFile(t, path, strings.Replace(testConfig(dir, "  require_tls: false\n",
-		"upstream:\n"+upstreamConfig(dir, "imap", up.Addr().String(), "none", "")),
-		"listen:\n", "listen:\n  imap: 127.0.0.1:0\n  proxy_protocol:\n    trusted: [127.0.0.1/32]\n    timeout: 500ms\n", 1))
-	d := startDaemon(t, path)
-	ap, err := d.Control().CreateAppPassword(context.Background(), control.CreateArgs{User: "alice", Name: "laptop", Via: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, ap := imapDaemon(t, "  require_tls: false\n", "  proxy_protocol:\n    trusted: [127.0.0.1/32]\n    timeout: 500ms\n")
 	c, err := net.DialTimeout("tcp", d.Addr("imap").String(), 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
